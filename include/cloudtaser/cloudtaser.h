@@ -1,0 +1,18 @@
+/*
+ * cloudtaser/cloudtaser.h - umbrella header for libcloudtaser.
+ * See common.h for the error model and the thread-safety rules.
+ */
+#ifndef CLOUDTASER_H
+#define CLOUDTASER_H
+
+#include "common.h"
+#include "version.h"
+#include "context.h"
+#include "secret.h"
+#include "transport.h"
+#include "tls.h"
+#include "store.h"
+#include "pki.h"
+#include "room.h"
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * cloudtaser/pki.h - an in-memory PKI: ECDSA P-256 keys, a per-cluster CA,
+ * certificate requests, issuing leaf certificates from requests, and chain
+ * verification. Certificates are public and returned as plain DER buffers;
+ * private keys are ct_secret-backed and wiped when freed.
+ */
+#ifndef CLOUDTASER_PKI_H
+#define CLOUDTASER_PKI_H
+
+#include "common.h"
+#include "context.h"
+#include "secret.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ct_key ct_key;
+
+typedef enum ct_cert_usage {
+    CT_CERT_CA = 1,     /* basicConstraints CA, keyCertSign + cRLSign */
+    CT_CERT_SERVER = 2, /* digitalSignature, extendedKeyUsage serverAuth */
+    CT_CERT_CLIENT = 3, /* digitalSignature, extendedKeyUsage clientAuth */
+    CT_CERT_USAGE_FORCE_INT32_ = 0x7fffffff
+} ct_cert_usage;
+
+#define CT_CERT_OPTIONS_VERSION 1
+#define CT_CERT_MAX_NAMES 8
+
+/* Pointers are borrowed for the duration of the call only. */
+typedef struct ct_cert_options {
+    uint32_t version;           /* CT_CERT_OPTIONS_VERSION */
+    const char *common_name;    /* required, 1..63 bytes */
+    const char *organization;   /* optional, <= 63 bytes */
+    uint32_t days_valid;        /* 0: 365 (CA: 3650) */
+    /* Subject alternative names: DNS names and IP literals (v4 or v6). */
+    const char *const *dns_names;
+    size_t n_dns_names;         /* <= CT_CERT_MAX_NAMES */
+    const char *const *ip_addrs;
+    size_t n_ip_addrs;          /* <= CT_CERT_MAX_NAMES */
+} ct_cert_options;
+
+#define CT_CERT_OPTIONS_INIT { CT_CERT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0 }
+
+/* Generates an ECDSA P-256 private key. Free with ct_key_free. */
+CT_API ct_err ct_key_generate(ct_ctx *ctx, ct_key **out, ct_error *err);
+
+/* Loads a private key from PEM or DER (SEC1 or PKCS#8). Errors: CT_E_CRYPTO. */
+CT_API ct_err ct_key_load(ct_ctx *ctx, const uint8_t *data, size_t len, ct_key **out,
+                          ct_error *err);
+
+/* Exports the private key as PEM (pem != 0) or DER, into a new secret. */
+CT_API ct_err ct_key_export(const ct_key *key, int pem, ct_secret **out, ct_error *err);
+
+/* SubjectPublicKeyInfo DER of the key's public half (free with ct_free). */
+CT_API ct_err ct_key_public_der(const ct_key *key, uint8_t **der, size_t *len,
+                                ct_error *err);
+
+/* Wipes and frees. NULL is a no-op. */
+CT_API void ct_key_free(ct_key *key);
+
+/*
+ * Creates a self-signed CA certificate for `key` (usage CT_CERT_CA).
+ * *der: free with ct_free. Errors: CT_E_INVALID, CT_E_CRYPTO.
+ */
+CT_API ct_err ct_ca_create(ct_ctx *ctx, const ct_key *key, const ct_cert_options *opts,
+                           uint8_t **der, size_t *len, ct_error *err);
+
+/*
+ * Creates a PKCS#10 certificate request signed by `key`, carrying the
+ * subject and names of `opts`. *der: free with ct_free.
+ */
+CT_API ct_err ct_csr_create(ct_ctx *ctx, const ct_key *key, const ct_cert_options *opts,
+                            uint8_t **der, size_t *len, ct_error *err);
+
+/*
+ * Issues a leaf certificate for the public key in `csr` (whose signature is
+ * checked: CT_E_CRYPTO if bad). The subject and names come from `opts`, not
+ * from the request: the issuer decides what it certifies. `usage` is
+ * CT_CERT_SERVER or CT_CERT_CLIENT. *der: free with ct_free.
+ */
+CT_API ct_err ct_cert_issue(ct_ctx *ctx, const uint8_t *ca_der, size_t ca_len,
+                            const ct_key *ca_key, const uint8_t *csr, size_t csr_len,
+                            ct_cert_usage usage, const ct_cert_options *opts,
+                            uint8_t **der, size_t *len, ct_error *err);
+
+/*
+ * Verifies that `cert` chains to `ca` and is valid now (context wall clock),
+ * and that its extended key usage allows `usage` (CT_CERT_SERVER or
+ * CT_CERT_CLIENT; CT_CERT_CA checks the CA itself). Returns CT_OK only if
+ * all hold; CT_E_CERT otherwise.
+ */
+CT_API CT_NODISCARD ct_err ct_cert_verify(ct_ctx *ctx, const uint8_t *ca, size_t ca_len,
+                                          const uint8_t *cert, size_t cert_len,
+                                          ct_cert_usage usage, ct_error *err);
+
+/* PEM <-> DER for certificates ("CERTIFICATE") and requests. */
+CT_API ct_err ct_cert_der_to_pem(const uint8_t *der, size_t len, char **pem,
+                                 ct_error *err);
+CT_API ct_err ct_cert_pem_to_der(const char *pem, size_t len, uint8_t **der,
+                                 size_t *der_len, ct_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

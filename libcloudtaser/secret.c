@@ -1,0 +1,146 @@
+/*
+ * secret.c - wiping, constant-time comparison and ct_secret.
+ *
+ * A ct_secret's bytes live in a private anonymous mapping (page granular),
+ * marked MADV_DONTDUMP (left out of core dumps) and MADV_WIPEONFORK (a
+ * forked child sees zeros), and mlock()ed when the RLIMIT_MEMLOCK budget
+ * allows. The header (pointer, length) lives in ordinary heap memory.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+struct ct_secret {
+    uint8_t *data;  /* start of the mapping */
+    size_t len;     /* visible length */
+    size_t map_len; /* mapping length (multiple of the page size) */
+    int locked;
+};
+
+void ct_secure_wipe(void *p, size_t n)
+{
+    if (!p || !n)
+        return;
+    /*
+     * explicit_bzero is documented never to be optimised away. The empty
+     * asm with a memory clobber is a second guard against link-time
+     * optimisation proving the buffer dead.
+     */
+    explicit_bzero(p, n);
+    __asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
+int ct_memeq(const void *a, const void *b, size_t n)
+{
+    const volatile uint8_t *x = a, *y = b;
+    uint8_t d = 0;
+    size_t i;
+    if (n == 0)
+        return 1;
+    if (!a || !b)
+        return 0;
+    for (i = 0; i < n; i++)
+        d |= (uint8_t)(x[i] ^ y[i]);
+    /* 1 when d == 0, without a data-dependent branch */
+    return (int)(1 & ((uint32_t)(d - 1) >> 8));
+}
+
+static size_t page_size(void)
+{
+    long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? (size_t)p : 4096;
+}
+
+ct_err ct_secret_new(size_t len, ct_secret **out, ct_error *err)
+{
+    ct_secret *s;
+    size_t pg = page_size(), need;
+    void *m;
+
+    if (!out)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_secret_new: out is NULL");
+    *out = NULL;
+    if (len > CT_SECRET_MAX)
+        return ctp_err(err, CT_E_TOOBIG, 0, "secret of %zu bytes exceeds the %zu byte limit",
+                       len, (size_t)CT_SECRET_MAX);
+    s = ctp_calloc(1, sizeof *s);
+    if (!s)
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    need = len + 1; /* trailing NUL */
+    s->map_len = (need + pg - 1) / pg * pg;
+    m = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        int e = errno;
+        size_t ml = s->map_len;
+        free(s);
+        return ctp_err(err, CT_E_NOMEM, e, "cannot map %zu bytes for a secret", ml);
+    }
+    s->data = m;
+    s->len = len;
+#ifdef MADV_DONTDUMP
+    (void)madvise(m, s->map_len, MADV_DONTDUMP);
+#endif
+#ifdef MADV_WIPEONFORK
+    (void)madvise(m, s->map_len, MADV_WIPEONFORK);
+#endif
+    s->locked = mlock(m, s->map_len) == 0;
+    *out = s;
+    return CT_OK;
+}
+
+ct_err ct_secret_from(const void *p, size_t len, ct_secret **out, ct_error *err)
+{
+    ct_err rc;
+    if (!p && len)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_secret_from: NULL data");
+    rc = ct_secret_new(len, out, err);
+    if (rc == CT_OK && len)
+        memcpy((*out)->data, p, len);
+    return rc;
+}
+
+ct_err ct_secret_dup(const ct_secret *s, ct_secret **out, ct_error *err)
+{
+    if (!s)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_secret_dup: NULL secret");
+    return ct_secret_from(s->data, s->len, out, err);
+}
+
+uint8_t *ct_secret_data(const ct_secret *s)
+{
+    return s ? s->data : NULL;
+}
+
+size_t ct_secret_len(const ct_secret *s)
+{
+    return s ? s->len : 0;
+}
+
+int ct_secret_is_locked(const ct_secret *s)
+{
+    return s ? s->locked : 0;
+}
+
+ct_err ct_secret_truncate(ct_secret *s, size_t len)
+{
+    if (!s || len > s->len)
+        return CT_E_INVALID;
+    ct_secure_wipe(s->data + len, s->len - len);
+    s->len = len;
+    return CT_OK;
+}
+
+void ct_secret_free(ct_secret *s)
+{
+    if (!s)
+        return;
+    ct_secure_wipe(s->data, s->map_len);
+    if (s->locked)
+        munlock(s->data, s->map_len);
+    munmap(s->data, s->map_len);
+    free(s);
+}

@@ -1,0 +1,28 @@
+/*
+ * pair_factory.h - how the transport conformance suite gets connections.
+ *
+ * A factory makes one connected pair: `client` and `server` are the two ends
+ * of one stream (for TCP: dialled and accepted; for TLS: both handshakes
+ * done). The suite runs every test against every registered factory, nng
+ * style. A factory may start helper threads (e.g. to run the server side of
+ * a handshake) but must have joined them before make_pair returns.
+ */
+#ifndef CT_PAIR_FACTORY_H
+#define CT_PAIR_FACTORY_H
+
+#include "cloudtaser/cloudtaser.h"
+
+typedef struct ct_pair_factory {
+    const char *name;
+    /* Called once before the tests of this factory; may be NULL. */
+    int (*setup)(ct_ctx *ctx, void **fixture);
+    /* Makes one connected pair. Returns CT_OK or an error. */
+    ct_err (*make_pair)(ct_ctx *ctx, void *fixture, ct_conn **client, ct_conn **server,
+                        ct_error *err);
+    /* Called once after the tests of this factory; may be NULL. */
+    void (*teardown)(void *fixture);
+    /* 1 if shutdown_write is supported (half-close tests run). */
+    int half_close;
+} ct_pair_factory;
+
+#endif
