@@ -14,5 +14,6 @@
 #include "store.h"
 #include "pki.h"
 #include "room.h"
+#include "relay.h"
 
 #endif
