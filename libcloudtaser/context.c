@@ -109,6 +109,7 @@ ct_err ct_ctx_random(const ct_ctx *ctx, uint8_t *buf, size_t n)
     return CT_OK;
 }
 
+CTP_PRINTF(4, 0)
 static void vlog(const ct_ctx *ctx, ct_log_level level, const char *msgid, const char *fmt,
                  va_list ap)
 {

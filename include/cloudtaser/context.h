@@ -63,7 +63,7 @@ typedef struct ct_ctx_options {
     int io_timeout_ms;         /* 0: 30000; default for timeout_ms < 0 */
 } ct_ctx_options;
 
-#define CT_CTX_OPTIONS_INIT { CT_CTX_OPTIONS_VERSION, 0, 0, (ct_log_level)0, 0, 0, 0, 0, 0, 0 }
+#define CT_CTX_OPTIONS_INIT { .version = CT_CTX_OPTIONS_VERSION }
 
 /*
  * Process-wide initialisation (wolfSSL and friends). Idempotent and

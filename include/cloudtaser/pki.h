@@ -40,7 +40,7 @@ typedef struct ct_cert_options {
     size_t n_ip_addrs;          /* <= CT_CERT_MAX_NAMES */
 } ct_cert_options;
 
-#define CT_CERT_OPTIONS_INIT { CT_CERT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0 }
+#define CT_CERT_OPTIONS_INIT { .version = CT_CERT_OPTIONS_VERSION }
 
 /* Generates an ECDSA P-256 private key. Free with ct_key_free. */
 CT_API ct_err ct_key_generate(ct_ctx *ctx, ct_key **out, ct_error *err);
