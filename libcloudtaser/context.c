@@ -27,6 +27,13 @@ ct_err ct_global_init(void)
     return g_init_result;
 }
 
+void ct_thread_cleanup(void)
+{
+#ifdef FP_ECC
+    wc_ecc_fp_free();
+#endif
+}
+
 static const ct_ctx g_default_ctx = {CT_CTX_OPTIONS_INIT};
 
 const ct_ctx *ctp_default_ctx(void)

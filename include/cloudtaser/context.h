@@ -75,6 +75,15 @@ typedef struct ct_ctx_options {
 CT_API ct_err ct_global_init(void);
 
 /*
+ * Releases per-thread caches the crypto library keeps (wolfSSL's ECC
+ * fixed-point tables: up to about 12 MB per thread in Debian's build).
+ * Call it in every thread you created that used keys, certificates or TLS,
+ * right before the thread exits; calling it more than once is harmless.
+ * Threads the library starts itself (ct_relay_serve) already do.
+ */
+CT_API void ct_thread_cleanup(void);
+
+/*
  * Creates a context. `opts` may be NULL for all defaults; it is copied, the
  * caller may free it after the call. Free the result with ct_ctx_free()
  * after every object created from it has been freed.
