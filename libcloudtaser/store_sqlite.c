@@ -23,7 +23,9 @@
  * read version -> compare -> insert/update -> COMMIT, so check-and-set is
  * atomic across processes. Waiting for the write lock is bounded by
  * min(5 s, the context's io_timeout_ms); past it the call fails with
- * CT_E_STORE "store is busy".
+ * CT_E_STORE "store is busy". The wait polls with a short capped back-off
+ * (sq_busy) rather than SQLite's default, which sleeps up to 100 ms at a
+ * time and lets a busy writer starve the others.
  *
  * Threads: one connection per store, opened SQLITE_OPEN_FULLMUTEX, and every
  * method holds the store's own mutex for its whole statement sequence (a
@@ -106,7 +108,9 @@ struct sq_store {
     ct_ctx *ctx;
     char *path; /* as given, for messages */
     sqlite3 *db;
-    int busy_ms;
+    int busy_ms;          /* lock wait budget of ordinary operations */
+    int wait_ms;          /* budget of the current operation (busy_ms or less) */
+    int64_t busy_deadline; /* of the current wait, set by sq_busy */
     sqlite3_stmt *st[ST_COUNT_];
 };
 
@@ -145,6 +149,32 @@ static void sq_done(sqlite3_stmt *st)
 {
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+}
+
+/*
+ * Busy handler. SQLite's own (sqlite3_busy_timeout) backs off to 100 ms
+ * sleeps, so a waiter sleeps through whole bursts of another process's
+ * writes and may starve until they end. We poll with a short capped back-off
+ * (0.1 ms doubling to 6.4 ms) until the deadline of this wait.
+ */
+static int sq_busy(void *user, int count)
+{
+    struct sq_store *q = user;
+    int64_t now = ctp_mono_ms();
+    long us;
+    if (count == 0)
+        q->busy_deadline = now + q->wait_ms;
+    if (now >= q->busy_deadline)
+        return 0; /* give up: SQLITE_BUSY */
+    us = 100L << (count < 6 ? count : 6);
+    if (us / 1000 >= q->busy_deadline - now)
+        us = (long)(q->busy_deadline - now) * 1000;
+    {
+        struct timespec ts = {us / 1000000, (us % 1000000) * 1000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+    return 1;
 }
 
 /* ---- transactions ---- */
@@ -190,9 +220,9 @@ static void sq_rollback(struct sq_store *q)
 static void sq_scrub_wal(struct sq_store *q)
 {
     int rc;
-    sqlite3_busy_timeout(q->db, SQ_SCRUB_WAIT_MS);
+    q->wait_ms = SQ_SCRUB_WAIT_MS < q->busy_ms ? SQ_SCRUB_WAIT_MS : q->busy_ms;
     rc = sqlite3_wal_checkpoint_v2(q->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-    sqlite3_busy_timeout(q->db, q->busy_ms);
+    q->wait_ms = q->busy_ms;
     if (rc != SQLITE_OK)
         ctp_log(q->ctx, CT_LOG_DEBUG, "store.sqlite.checkpoint",
                 "WAL checkpoint of %s deferred: %s", q->path, sqlite3_errstr(rc));
@@ -722,7 +752,7 @@ static ct_err sq_open(struct sq_store *q, const char *path, ct_error *err)
         goto out;
     }
     sqlite3_extended_result_codes(q->db, 1);
-    sqlite3_busy_timeout(q->db, q->busy_ms);
+    sqlite3_busy_handler(q->db, sq_busy, q);
     /* Hardening: the schema is ours alone, nothing in the file runs as code. */
     sqlite3_db_config(q->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
     sqlite3_db_config(q->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
@@ -799,6 +829,7 @@ ct_err ct_store_new_sqlite(ct_ctx *ctx, const char *path, ct_store **out, ct_err
     q->busy_ms = ctp_timeout(ctx, -1);
     if (q->busy_ms > SQ_BUSY_MS_MAX)
         q->busy_ms = SQ_BUSY_MS_MAX;
+    q->wait_ms = q->busy_ms;
 
     if ((rc = prepare_file(path, &created, err)) != CT_OK)
         goto out;

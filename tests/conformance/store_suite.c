@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -510,6 +511,17 @@ struct tally {
     long ok, conflicts, errors;
 };
 
+/*
+ * A pause of 0-255 us between attempts. Without it one racer tends to
+ * re-take SQLite's write lock the moment it releases it while the other
+ * sleeps in the busy handler, and the racers barely interleave.
+ */
+static void jitter(unsigned *seed)
+{
+    struct timespec ts = {0, (long)(rand_r(seed) & 0xff) * 1000L};
+    nanosleep(&ts, NULL);
+}
+
 /* One read-version -> put(expected) increment attempt. */
 static void cas_increment(ct_store *s, const char *key, struct tally *t)
 {
@@ -546,14 +558,17 @@ static void *cas_thread(void *arg)
 {
     struct racer *r = arg;
     ct_store *s = r->s;
+    unsigned seed = (unsigned)r->id + 1;
     int i;
     if (!s)
         r->open_rc = r->e->f->open(r->e->ctx, r->e->fx, &s, NULL);
     pthread_barrier_wait(r->go);
     if (r->open_rc != CT_OK)
         return NULL;
-    for (i = 0; i < r->iters; i++)
+    for (i = 0; i < r->iters; i++) {
         cas_increment(s, "race/counter", &r->t);
+        jitter(&seed);
+    }
     if (!r->s)
         ct_store_free(s);
     return NULL;
@@ -578,6 +593,7 @@ static void cas_race_threads(struct env *e, int own_handles)
         r[i].e = e;
         r[i].s = own_handles ? NULL : e->s;
         r[i].go = &go;
+        r[i].id = i;
         r[i].iters = iters;
         ck_assert_int_eq(pthread_create(&th[i], NULL, cas_thread, &r[i]), 0);
     }
@@ -597,6 +613,8 @@ static void cas_race_threads(struct env *e, int own_handles)
     ck_assert_int_eq(counter_of(v), total.ok);
     ck_assert_uint_eq(ver, (uint64_t)total.ok + 1);
     ct_secret_free(v);
+    fprintf(stderr, "%s: cas_race_threads (%s handles): %ld puts, %ld conflicts\n",
+            e->f->name, own_handles ? "own" : "shared", total.ok, total.conflicts);
 }
 
 START_TEST(cas_race_threads_shared_handle)
@@ -707,9 +725,12 @@ static void child_main(struct env *e, int job, int id, int iters, int go, int re
     if (cr.open_rc == CT_OK) {
         if (job == JOB_CAS) {
             struct tally t = {0, 0, 0};
+            unsigned seed = (unsigned)id + 1;
             int i;
-            for (i = 0; i < iters; i++)
+            for (i = 0; i < iters; i++) {
                 cas_increment(s, "race/counter", &t);
+                jitter(&seed);
+            }
             cr.ok = t.ok;
             cr.conflicts = t.conflicts;
             cr.errors = t.errors;
