@@ -191,6 +191,8 @@ struct worker {
     int64_t accept_resume; /* 0: not paused */
     int64_t next_sweep;
     int64_t now;
+    /* the conn last handed to another worker: compared, never dereferenced */
+    const struct conn *gone;
 };
 
 struct ip_entry {
@@ -293,6 +295,116 @@ static void cert_unref(struct cert_ref *cr)
     }
 }
 
+/* In-memory transport for the self-test handshake below. */
+struct mem_pipe {
+    uint8_t buf[2][16384]; /* [0]: client -> server, [1]: server -> client */
+    size_t len[2];
+};
+struct mem_end {
+    struct mem_pipe *p;
+    int side; /* 0 client, 1 server */
+};
+
+static int mem_send(WOLFSSL *ssl, char *b, int sz, void *ctx)
+{
+    struct mem_end *e = ctx;
+    size_t room = sizeof e->p->buf[0] - e->p->len[e->side];
+    (void)ssl;
+    if (room == 0)
+        return WOLFSSL_CBIO_ERR_WANT_WRITE;
+    if ((size_t)sz > room)
+        sz = (int)room;
+    memcpy(e->p->buf[e->side] + e->p->len[e->side], b, (size_t)sz);
+    e->p->len[e->side] += (size_t)sz;
+    return sz;
+}
+
+static int mem_recv(WOLFSSL *ssl, char *b, int sz, void *ctx)
+{
+    struct mem_end *e = ctx;
+    int from = 1 - e->side;
+    size_t have = e->p->len[from];
+    (void)ssl;
+    if (have == 0)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    if ((size_t)sz > have)
+        sz = (int)have;
+    memcpy(b, e->p->buf[from], (size_t)sz);
+    memmove(e->p->buf[from], e->p->buf[from] + sz, have - (size_t)sz);
+    e->p->len[from] -= (size_t)sz;
+    return sz;
+}
+
+/*
+ * Proves that the configuration can complete a handshake: one TLS 1.3
+ * handshake in memory against a throwaway client. Needed because wolfSSL
+ * 5.5.4's wolfSSL_CTX_check_private_key accepts a P-256 key that does not
+ * belong to the certificate (tested), while every client would then fail
+ * the CertificateVerify check. The client skips chain validation on
+ * purpose: only the server's proof of possession is being tested.
+ */
+static int cert_selftest(WOLFSSL_CTX *srv_ctx)
+{
+    WOLFSSL_CTX *cctx = NULL;
+    WOLFSSL *cli = NULL, *srv = NULL;
+    struct mem_pipe *p = NULL;
+    struct mem_end ce, se;
+    int ok = 0, cdone = 0, sdone = 0;
+
+    p = calloc(1, sizeof *p);
+    cctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
+    if (!p || !cctx)
+        goto out;
+    wolfSSL_CTX_set_verify(cctx, WOLFSSL_VERIFY_NONE, NULL);
+    cli = wolfSSL_new(cctx);
+    srv = wolfSSL_new(srv_ctx);
+    if (!cli || !srv)
+        goto out;
+    ce.p = se.p = p;
+    ce.side = 0;
+    se.side = 1;
+    wolfSSL_SSLSetIORecv(cli, mem_recv);
+    wolfSSL_SSLSetIOSend(cli, mem_send);
+    wolfSSL_SSLSetIORecv(srv, mem_recv);
+    wolfSSL_SSLSetIOSend(srv, mem_send);
+    wolfSSL_SetIOReadCtx(cli, &ce);
+    wolfSSL_SetIOWriteCtx(cli, &ce);
+    wolfSSL_SetIOReadCtx(srv, &se);
+    wolfSSL_SetIOWriteCtx(srv, &se);
+    for (int i = 0; i < 64 && !(cdone && sdone); i++) {
+        int r, e;
+        if (!cdone) {
+            r = wolfSSL_connect(cli);
+            e = wolfSSL_get_error(cli, r);
+            if (r == WOLFSSL_SUCCESS)
+                cdone = 1;
+            else if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE)
+                goto out;
+        }
+        if (!sdone) {
+            r = wolfSSL_accept(srv);
+            e = wolfSSL_get_error(srv, r);
+            if (r == WOLFSSL_SUCCESS)
+                sdone = 1;
+            else if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE)
+                goto out;
+        }
+    }
+    ok = cdone && sdone;
+out:
+    if (cli)
+        wolfSSL_free(cli);
+    if (srv)
+        wolfSSL_free(srv);
+    if (cctx)
+        wolfSSL_CTX_free(cctx);
+    free(p);
+    /* the handshake filled this thread's FP_ECC cache (MBs): don't leave it
+     * in the application's thread */
+    ct_thread_cleanup();
+    return ok;
+}
+
 static ct_err cert_ref_new(const uint8_t *cert, size_t cert_len, const ct_secret *key,
                            struct cert_ref **out, ct_error *err)
 {
@@ -354,8 +466,10 @@ static ct_err cert_ref_new(const uint8_t *cert, size_t cert_len, const ct_secret
         ret = ctp_err(err, CT_E_CERT, rc, "relay: cannot load the private key (%d)", rc);
         goto out;
     }
-    if (wolfSSL_CTX_check_private_key(wctx) != WOLFSSL_SUCCESS) {
-        ret = ctp_err(err, CT_E_CERT, 0, "relay: the private key does not match the certificate");
+    if (wolfSSL_CTX_check_private_key(wctx) != WOLFSSL_SUCCESS || !cert_selftest(wctx)) {
+        ret = ctp_err(err, CT_E_CERT, 0,
+                      "relay: the private key does not match the certificate "
+                      "(a test handshake failed)");
         goto out;
     }
     cr = calloc(1, sizeof *cr);
@@ -1288,6 +1402,7 @@ static void route(struct worker *w, struct conn *c)
     all_del(w, c);
     c->state = ST_TRANSIT;
     c->gnext = NULL;
+    w->gone = c; /* from the unlock on, c belongs to `to`: never touch it again */
     pthread_mutex_lock(&to->inbox_mu);
     if (to->inbox_tail)
         to->inbox_tail->gnext = c;
@@ -1515,8 +1630,10 @@ static void waiting_readable(struct conn *c)
 
 static void conn_event(struct conn *c, uint32_t ev)
 {
+    struct worker *w = c->w;
     if (c->state == ST_DEAD || c->state == ST_TRANSIT)
         return;
+    w->gone = NULL;
     if (ev & EPOLLERR) {
         if (c->state == ST_PAIRED)
             pair_close(c, END_RESET);
@@ -1564,7 +1681,9 @@ static void conn_event(struct conn *c, uint32_t ev)
     default:
         break;
     }
-    if (c->state != ST_DEAD && c->state != ST_TRANSIT)
+    if (w->gone == c)
+        return; /* handed over to the room's worker, maybe already freed there */
+    if (c->state != ST_DEAD)
         conn_arm(c);
 }
 
@@ -1846,7 +1965,7 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     worker_loop(w);
     /* wolfSSL's FP_ECC cache is per thread (up to ~12 MB): free it here */
-    wc_ecc_fp_free();
+    ct_thread_cleanup();
     return NULL;
 }
 
@@ -2141,7 +2260,7 @@ ct_err ct_relay_serve(ct_relay *r, ct_error *err)
         ct_relay_stop(r);
     } else {
         worker_loop(&r->w[0]);
-        wc_ecc_fp_free();
+        ct_thread_cleanup();
         /* worker 0 returns on stop or when the drain is complete; make sure
          * every other worker leaves too (a drain ends for all at once) */
         ct_relay_stop(r);
