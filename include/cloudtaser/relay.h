@@ -179,7 +179,7 @@ typedef struct ct_relay_options {
     void *session_log_user;
 } ct_relay_options;
 
-#define CT_RELAY_OPTIONS_INIT { CT_RELAY_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define CT_RELAY_OPTIONS_INIT { .version = CT_RELAY_OPTIONS_VERSION }
 
 /*
  * Counters (monotonic unless noted). Grows only at the end (pre-release:
