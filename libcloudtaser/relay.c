@@ -1336,6 +1336,38 @@ static void pair(struct conn *br, struct conn *op)
         ready_add(w, op);
 }
 
+/*
+ * Before PAIRED goes out: has c sent anything since its hello? Level-
+ * triggered epoll may not have told us yet (the bytes can be in the socket,
+ * or the event later in this batch). Application data is a violation
+ * (BAD_HELLO); end of stream means c left. Returns 1 if c was refused or
+ * closed (it is out of its room), 0 if it may be paired.
+ */
+static int early_input(struct conn *c)
+{
+    uint8_t b;
+    int n, e;
+    if (wolfSSL_pending(c->ssl) == 0) {
+        ssize_t k = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (k < 0)
+            return 0; /* nothing there (or an error the relay path will see) */
+        if (k == 0) {
+            conn_close(c);
+            return 1;
+        }
+    }
+    n = wolfSSL_read(c->ssl, &b, 1);
+    if (n > 0) {
+        refuse(c, CT_BEACON_BAD_HELLO);
+        return 1;
+    }
+    e = wolfSSL_get_error(c->ssl, n);
+    if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
+        return 0; /* a non-data record, or part of one */
+    conn_close(c);
+    return 1;
+}
+
 /* Runs on the worker that owns the room. */
 static void join_room(struct worker *w, struct conn *c)
 {
@@ -1346,10 +1378,20 @@ static void join_room(struct worker *w, struct conn *c)
         refuse(c, CT_BEACON_DRAINING);
         return;
     }
-    rm = room_get(w, c->room_h, c->hello + 8);
-    if (!rm) {
-        refuse(c, CT_BEACON_OVERLOADED);
+    if (early_input(c))
         return;
+    /* at most 1 + max_waiting_per_room rounds: each one removes a partner */
+    for (;;) {
+        struct conn *partner;
+        rm = room_get(w, c->room_h, c->hello + 8);
+        if (!rm) {
+            refuse(c, CT_BEACON_OVERLOADED);
+            return;
+        }
+        partner = c->role == CT_ROLE_OPERATOR ? rm->br_head : rm->op;
+        if (!partner || !early_input(partner))
+            break;
+        /* the partner broke the rules or left; the room may be gone: look again */
     }
     if (c->role == CT_ROLE_OPERATOR) {
         if (rm->br_head) {

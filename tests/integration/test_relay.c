@@ -679,7 +679,20 @@ START_TEST(data_before_paired)
     ck_assert_int_eq(bt_status_skip_waiting(c, 3000), CT_BEACON_BAD_HELLO);
     ck_assert_int_eq(bt_read(c, &one, 1, 3000), 0);
     bt_close(c, 0);
-    ck_assert_uint_eq(stats(&br).hellos_bad, 2);
+    /* an operator that sends data with its hello does not consume the waiting bridge */
+    bt_random(room, 32);
+    c = waiter(br.port, CT_ROLE_BRIDGE, room);
+    ck_assert_int_eq(ct_beacon_hello_encode(CT_ROLE_OPERATOR, room, h), CT_OK);
+    ck_assert_int_eq(hello_answer(br.port, h, sizeof h, 0), CT_BEACON_BAD_HELLO);
+    {
+        bt_client *op = cli(br.port);
+        ck_assert_int_eq(bt_hello(op, CT_ROLE_OPERATOR, room, 2000), 0);
+        ck_assert_int_eq(bt_status(op, 3000), CT_BEACON_PAIRED);
+        ck_assert_int_eq(bt_status_skip_waiting(c, 3000), CT_BEACON_PAIRED);
+        bt_close(op, 0);
+    }
+    bt_close(c, 0);
+    ck_assert_uint_eq(stats(&br).hellos_bad, 3);
     ck_assert_int_eq(bt_wait_open(br.r, 0, 3000), 0);
     ck_assert_uint_eq(stats(&br).rooms, 0);
     finish(&br);
