@@ -143,10 +143,12 @@ CT_API ct_err ct_beacon_connect(ct_ctx *ctx, const ct_beacon_options *opts,
  * Session log: session_log is called with one JSON object (no newline) per
  * finished paired session
  *   {"ts":<unix ms>,"event":"session","room":"<8 hex>","duration_ms":N,
- *    "bytes_op_to_br":N,"bytes_br_to_op":N,"end":"close|reset|timeout|linger|drain"}
+ *    "bytes_op_to_br":N,"bytes_br_to_op":N,"end":"close|reset|linger|drain|stop"}
  * ("close": both directions ended with close_notify; "reset": one side
- * aborted; "linger": the linger deadline after a half-close; "drain": the
- * drain deadline; "timeout" is reserved) and per refusal sent as a status
+ * aborted (reset, TLS error, FIN without close_notify); "linger": the linger
+ * deadline after a half-close; "drain": the drain deadline; "stop":
+ * ct_relay_stop; paired sessions have no idle timeout, so "timeout" does not
+ * occur) and per refusal sent as a status
  *   {"ts":..,"event":"refusal","status":"ROOM_BUSY","role":"operator|bridge|-",
  *    "room":"<8 hex>|-"}
  * It never carries a source address or more than 8 hex digits of a room
