@@ -127,6 +127,7 @@ typedef struct tls_conn {
     bool pin_mismatch;
     bool ip_mismatch;
     bool psk_saw_cert;
+    bool psk_unknown;  /* server: the client's identity is not ours */
     /* Data phase. */
     bool peer_closed;
     bool wshut;        /* our close_notify is out */
@@ -145,7 +146,7 @@ static const ct_conn_ops tls_conn_ops;
 
 static bool is_pem(const uint8_t *p, size_t n)
 {
-    return n >= 10 && memmem(p, n, "-----BEGIN", 10) != NULL;
+    return p && n >= 10 && memmem(p, n, "-----BEGIN", 10) != NULL;
 }
 
 static int wolf_format(const uint8_t *p, size_t n)
@@ -729,7 +730,11 @@ static unsigned int psk_server_cb(WOLFSSL *ssl, const char *identity, unsigned c
     /* Constant time in the identity's contents. */
     same = ct_memeq(got, cfg->psk_id, sizeof got) & (n == cfg->psk_id_len);
     klen = ct_secret_len(cfg->psk);
-    if (!same || klen > key_max)
+    if (!same) {
+        t->psk_unknown = true; /* idempotent; only for the error report */
+        return 0;
+    }
+    if (klen > key_max)
         return 0;
     memcpy(key, ct_secret_data(cfg->psk), klen);
     *suite = TLS_PSK_SUITE;
@@ -819,11 +824,18 @@ static ct_err tls_error(tls_conn *t, int ret, const char *what, bool handshake, 
                        "%s: the server did not accept our PSK and presented a certificate; "
                        "a PSK configuration never falls back to certificates",
                        what);
+    if (t->psk_unknown)
+        return ctp_err(err, CT_E_AUTH, e, "%s: the client offered an unknown PSK identity", what);
     if (e == WOLFSSL_ERROR_ZERO_RETURN)
         return ctp_err(err, CT_E_CLOSED, 0, "%s: the peer closed the TLS session", what);
     if (t->inner_reset)
         return ctp_err(err, CT_E_RESET, t->io_err.os_error, "%s: connection reset: %s", what,
                        t->io_err.message);
+    if (t->inner_eof && handshake && t->cfg->psk && t->cfg->role == CT_TLS_CLIENT)
+        return ctp_err(err, CT_E_CLOSED, 0,
+                       "%s: the server closed the connection (with a PSK: most likely a wrong "
+                       "key or an unknown identity; servers send no alert for those)",
+                       what);
     if (t->inner_eof)
         return handshake ? ctp_err(err, CT_E_CLOSED, 0,
                                    "%s: the peer closed the connection (wolfSSL %d)", what, e)
@@ -1231,9 +1243,12 @@ ct_err ct_tls_wrap(ct_tls_config *cfg, ct_conn *inner, int timeout_ms, ct_conn *
                    ct_error *err)
 {
     tls_conn *t = NULL;
+    ct_error local;
     ct_err rc;
     int r;
 
+    if (!err)
+        err = &local; /* for the log line below */
     if (out)
         *out = NULL;
     if (!cfg || !inner || !out) {
@@ -1280,8 +1295,15 @@ ct_err ct_tls_wrap(ct_tls_config *cfg, ct_conn *inner, int timeout_ms, ct_conn *
         timeout_ms = cfg->handshake_timeout_ms > 0 ? cfg->handshake_timeout_ms : -1;
     op_begin(t, ctp_timeout(cfg->ctx, timeout_ms));
     t->nonblock = false;
-    if ((rc = handshake(t, err)) != CT_OK)
+    if ((rc = handshake(t, err)) != CT_OK) {
+        ctp_log(cfg->ctx, CT_LOG_INFO, "tls.handshake", "TLS %s handshake failed: %s (%s)",
+                cfg->role == CT_TLS_CLIENT ? "client" : "server", err->message,
+                ct_err_name(rc));
         goto out;
+    }
+    ctp_log(cfg->ctx, CT_LOG_DEBUG, "tls.handshake", "TLS %s handshake done: %s, %s",
+            cfg->role == CT_TLS_CLIENT ? "client" : "server", wolfSSL_get_cipher_name(t->ssl),
+            cfg->psk ? "PSK with (EC)DHE" : "certificates");
     rc = ct_conn_new(cfg->ctx, &tls_conn_ops, t, NULL, out, err);
     if (rc == CT_OK)
         t = NULL;
