@@ -27,6 +27,13 @@ ct_err ct_global_init(void)
     return g_init_result;
 }
 
+void ct_thread_cleanup(void)
+{
+#ifdef FP_ECC
+    wc_ecc_fp_free();
+#endif
+}
+
 static const ct_ctx g_default_ctx = {CT_CTX_OPTIONS_INIT};
 
 const ct_ctx *ctp_default_ctx(void)
@@ -109,6 +116,7 @@ ct_err ct_ctx_random(const ct_ctx *ctx, uint8_t *buf, size_t n)
     return CT_OK;
 }
 
+CTP_PRINTF(4, 0)
 static void vlog(const ct_ctx *ctx, ct_log_level level, const char *msgid, const char *fmt,
                  va_list ap)
 {

@@ -40,6 +40,7 @@ void ct_error_clear(ct_error *err)
     err->message[0] = '\0';
 }
 
+CTP_PRINTF(4, 0)
 static void fill(ct_error *err, ct_err code, int32_t os_error, const char *fmt, va_list ap)
 {
     err->code = code;

@@ -63,7 +63,7 @@ typedef struct ct_ctx_options {
     int io_timeout_ms;         /* 0: 30000; default for timeout_ms < 0 */
 } ct_ctx_options;
 
-#define CT_CTX_OPTIONS_INIT { CT_CTX_OPTIONS_VERSION, 0, 0, (ct_log_level)0, 0, 0, 0, 0, 0, 0 }
+#define CT_CTX_OPTIONS_INIT { .version = CT_CTX_OPTIONS_VERSION }
 
 /*
  * Process-wide initialisation (wolfSSL and friends). Idempotent and
@@ -73,6 +73,15 @@ typedef struct ct_ctx_options {
  * Errors: CT_E_CRYPTO if wolfSSL fails to initialise.
  */
 CT_API ct_err ct_global_init(void);
+
+/*
+ * Releases per-thread caches the crypto library keeps (wolfSSL's ECC
+ * fixed-point tables: up to about 12 MB per thread in Debian's build).
+ * Call it in every thread you created that used keys, certificates or TLS,
+ * right before the thread exits; calling it more than once is harmless.
+ * Threads the library starts itself (ct_relay_serve) already do.
+ */
+CT_API void ct_thread_cleanup(void);
 
 /*
  * Creates a context. `opts` may be NULL for all defaults; it is copied, the

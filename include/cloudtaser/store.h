@@ -91,7 +91,9 @@ CT_API ct_err ct_store_del(ct_store *s, const char *key, ct_error *err);
 /*
  * Lists the keys that start with `prefix` ("" for all), sorted bytewise,
  * into a new list (free with ct_strlist_free). An empty result is CT_OK with
- * a list of zero entries.
+ * a list of zero entries. The prefix is a plain byte prefix, not a path:
+ * "a/b" lists "a/b" itself, "a/b/c" and also "a/bc" (use "a/b/" for the
+ * keys below a/b). No character is a wildcard ('_' and '%' are literal).
  */
 CT_API ct_err ct_store_list(ct_store *s, const char *prefix, ct_strlist **out,
                             ct_error *err);
@@ -120,16 +122,37 @@ CT_API void ct_strlist_free(ct_strlist *l);
 
 /* ---- built-ins ---- */
 
-/* A store in process memory (tests, embedding). CAS; not shared. */
+/*
+ * A store in process memory (tests, embedding). CAS; not shared: every call
+ * makes a new, empty store. Values are kept as ct_secret and wiped when
+ * overwritten, deleted or freed. Unlike most objects it may be used by
+ * several threads at once (each call takes the store's lock). Values are not
+ * readable in a forked child (ct_secret memory is wiped on fork).
+ */
 CT_API ct_err ct_store_new_memory(ct_ctx *ctx, ct_store **out, ct_error *err);
 
 /*
  * The embedded default: an SQLite database file, created with mode 0600 if
- * missing (an existing file with group/other access is refused:
- * CT_E_DENIED). CAS through transactions; several processes may share one
- * file (WAL mode, busy timeout). Deleted records are overwritten on disk
- * (secure_delete). Errors: CT_E_DENIED, CT_E_STORE (cannot open, not a
- * cloudtaser store, newer schema).
+ * missing (an existing file, or -wal/-shm file, with group/other access is
+ * refused: CT_E_DENIED; run chmod 600). The directory must exist. CAS
+ * through transactions; several processes may share one file (WAL mode).
+ * A call waits for another writer's lock at most min(5 s, the context's
+ * io_timeout_ms), then fails with CT_E_STORE ("store is busy"). Every
+ * commit is synced to disk before the call returns (synchronous=FULL).
+ *
+ * Deleted and overwritten records are overwritten in the file
+ * (secure_delete), and their old copies are checkpointed out of the -wal
+ * file right after the delete or overwrite when no reader in another
+ * process prevents it (else at the next checkpoint or the last close).
+ * Limits: the file system or device may keep old blocks; SQLite's page
+ * cache holds record pages in ordinary, unwiped heap memory.
+ *
+ * One store may be used by several threads at once (each call takes the
+ * store's lock). Do not use it across fork(): open a new one in the child.
+ * A relative `path` is relative to the current directory (never SQLite's
+ * ":memory:" or a URI). Errors: CT_E_INVALID, CT_E_DENIED, CT_E_STORE
+ * (cannot create or open, missing directory, not a cloudtaser store, newer
+ * schema), CT_E_NOMEM.
  */
 CT_API ct_err ct_store_new_sqlite(ct_ctx *ctx, const char *path, ct_store **out,
                                   ct_error *err);

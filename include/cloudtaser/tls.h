@@ -72,7 +72,7 @@ typedef struct ct_tls_options {
     int handshake_timeout_ms; /* 0: context I/O timeout */
 } ct_tls_options;
 
-#define CT_TLS_OPTIONS_INIT { CT_TLS_OPTIONS_VERSION, (ct_tls_role)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define CT_TLS_OPTIONS_INIT { .version = CT_TLS_OPTIONS_VERSION }
 
 /*
  * Builds a reusable configuration (certificates parsed once). Thread-safe to

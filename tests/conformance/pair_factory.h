@@ -23,6 +23,13 @@ typedef struct ct_pair_factory {
     void (*teardown)(void *fixture);
     /* 1 if shutdown_write is supported (half-close tests run). */
     int half_close;
+    /*
+     * 1 if one end may be used by a sending thread and a receiving thread at
+     * the same time (TCP and pipe: yes). Then the bulk test also runs with
+     * four threads (a sender and a receiver per end). The other bulk test
+     * drives each end from one thread and runs for every factory.
+     */
+    int duplex_threads;
 } ct_pair_factory;
 
 #endif

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# deps.sh - installs the Debian packages cloudtaser needs to build and test,
+# only those that are missing. Sourced by demo.sh and test.sh.
+set -euo pipefail
+
+CT_PACKAGES=(
+  gcc libc6-dev pkg-config meson ninja-build python3
+  libwolfssl-dev libsqlite3-dev
+  check openssl valgrind binutils
+)
+
+ct_install_deps() {
+  local missing=() p
+  for p in "${CT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$p")
+    fi
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    echo "deps: all ${#CT_PACKAGES[@]} packages present"
+    return 0
+  fi
+  echo "deps: installing ${missing[*]}"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; return 1; }
+    sudo="sudo"
+  fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}

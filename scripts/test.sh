@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# test.sh - installs what is missing, builds from scratch and runs every test:
+#   1. plain build (debugoptimized), all suites;
+#   2. AddressSanitizer + UndefinedBehaviorSanitizer build, all suites;
+#   3. valgrind (memcheck) over the unit and conformance suites;
+#   4. meson install into a temporary prefix, then an outside consumer built
+#      with `pkg-config --cflags --libs cloudtaser` and run.
+# Ends with the line "N passed, N failed" (plus ", N skipped" if any) and
+# exits non-zero if anything failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+. scripts/deps.sh
+ct_install_deps
+
+out=${CT_BUILD_ROOT:-$top/build-test}
+rm -rf "$out"
+mkdir -p "$out"
+jobs=$(nproc 2>/dev/null || echo 2)
+summary="$out/summary.txt"
+: > "$summary"
+
+count_log() { # count_log LABEL TESTLOG.json
+  python3 - "$1" "$2" >> "$summary" <<'PY'
+import json, sys
+label, path = sys.argv[1], sys.argv[2]
+p = f = s = 0
+for line in open(path):
+    line = line.strip()
+    if not line:
+        continue
+    r = json.loads(line).get("result", "")
+    if r in ("OK", "EXPECTEDFAIL"):
+        p += 1
+    elif r == "SKIP":
+        s += 1
+    else:
+        f += 1
+print(f"{label} {p} {f} {s}")
+PY
+}
+
+run_meson_tests() { # run_meson_tests LABEL BUILDDIR [meson test args...]
+  local label=$1 dir=$2; shift 2
+  echo "=== $label ==="
+  set +e
+  meson test -C "$dir" --num-processes "$jobs" --print-errorlogs "$@"
+  local rc=$?
+  set -e
+  count_log "$label" "$dir/meson-logs/testlog${CT_LOG_SUFFIX:-}.json"
+  return 0
+}
+
+echo "=== build: plain ==="
+meson setup "$out/plain" --buildtype=debugoptimized >/dev/null
+ninja -C "$out/plain" -j "$jobs"
+run_meson_tests plain "$out/plain"
+
+echo "=== build: asan+ubsan ==="
+meson setup "$out/asan" --buildtype=debug -Db_sanitize=address,undefined >/dev/null
+ninja -C "$out/asan" -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 CK_FORK=no \
+  run_meson_tests asan+ubsan "$out/asan"
+
+CT_LOG_SUFFIX=-valgrind run_meson_tests valgrind "$out/plain" --setup valgrind --suite unit --suite conformance
+
+echo "=== install + pkg-config consumer ==="
+prefix="$out/prefix"
+meson setup "$out/install" --prefix "$prefix" -Dtests=false >/dev/null
+ninja -C "$out/install" -j "$jobs" >/dev/null
+meson install -C "$out/install" --quiet
+pcdir=$(dirname "$(find "$prefix" -name cloudtaser.pc | head -1)")
+libdir=$(dirname "$(find "$prefix" -name 'libcloudtaser.so' | head -1)")
+pass=0; fail=0
+if PKG_CONFIG_PATH="$pcdir" pkg-config --exists cloudtaser &&
+   cc -std=c11 -Wall -Wextra -Werror examples/consumer/consumer.c -o "$out/consumer" \
+      $(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs cloudtaser) &&
+   LD_LIBRARY_PATH="$libdir" "$out/consumer" 0ad50c05-1153-4508-9237-4cb2912e2c23 \
+      | grep -q 5af11b82299622a908c5aa10383bfcfd84f6cd251c7094e2246c7daf419dc463; then
+  echo "consumer: OK (built with pkg-config against $prefix)"
+  pass=1
+else
+  echo "consumer: FAIL"
+  fail=1
+fi
+echo "install-consumer $pass $fail 0" >> "$summary"
+
+echo "=== summary ==="
+column -t "$summary" 2>/dev/null || cat "$summary"
+read -r P F S < <(awk '{p+=$2; f+=$3; s+=$4} END {print p+0, f+0, s+0}' "$summary")
+if [ "$S" -gt 0 ]; then
+  echo "$P passed, $F failed, $S skipped"
+else
+  echo "$P passed, $F failed"
+fi
+[ "$F" -eq 0 ]
