@@ -1,22 +1,14 @@
 /*
- * factories_tls.c - TLS pair factories for the transport conformance suite.
- *
- * Until the built-in pipe and TCP transports are merged, the inner
- * connections come from tests/unit/tls_testpipe.c (socketpair and a small
- * TCP transport). Links against wolfSSL for wc_ecc_fp_free() in the helper
- * thread (its per-thread FP_ECC cache would otherwise leak).
+ * factories_tls.c - TLS pair factories for the transport conformance suite:
+ * mTLS over ct_pipe_pair, over the built-in TCP transport (through
+ * ct_transport_new_tls) and inside another mTLS session over a pipe.
  */
 #include "factories_tls.h"
-
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/ecc.h>
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "../unit/tls_testpipe.h"
 
 #define HS_TIMEOUT_MS 10000
 
@@ -130,8 +122,8 @@ static int setup_tcp(ct_ctx *ctx, void **fixture)
     *fixture = NULL;
     if (setup_common(ctx, &f) != 0)
         return -1;
-    if (tls_test_tcp_transport(ctx, &a, NULL) != CT_OK ||
-        tls_test_tcp_transport(ctx, &b, NULL) != CT_OK)
+    if (ct_transport_new_tcp(ctx, &a, NULL) != CT_OK ||
+        ct_transport_new_tcp(ctx, &b, NULL) != CT_OK)
         goto fail;
     if (ct_transport_new_tls(ctx, a, f->server, &f->srv_t, NULL) != CT_OK)
         goto fail;
@@ -167,7 +159,7 @@ static void *srv_main(void *arg)
         j->rc = ct_listener_accept(j->l, HS_TIMEOUT_MS, &j->out, &j->err);
     else
         j->rc = ct_tls_wrap(j->cfg, j->inner, HS_TIMEOUT_MS, &j->out, &j->err);
-    wc_ecc_fp_free();
+    ct_thread_cleanup(); /* the helper thread did ECC */
     return NULL;
 }
 
@@ -216,7 +208,7 @@ static ct_err make_pipe(ct_ctx *ctx, void *fixture, ct_conn **client, ct_conn **
 {
     tls_fixture *f = fixture;
     ct_conn *a = NULL, *b = NULL;
-    ct_err rc = tls_test_pipe(ctx, 0, &a, &b, err);
+    ct_err rc = ct_pipe_pair(ctx, 0, &a, &b, err);
     if (rc != CT_OK)
         return rc;
     return wrap_pair(f->client, f->server, a, b, client, server, err);
@@ -251,14 +243,18 @@ static ct_err make_tls_in_tls(ct_ctx *ctx, void *fixture, ct_conn **client, ct_c
     return wrap_pair(f->inner_client, f->server, oc, os, client, server, err);
 }
 
+/* duplex_threads 0: a TLS connection is used by one thread at a time. */
 const ct_pair_factory ct_tls_factory_pipe = {
-    "tls-over-pipe", setup_plain, make_pipe, teardown, 1,
+    .name = "tls-over-pipe", .setup = setup_plain, .make_pair = make_pipe,
+    .teardown = teardown, .half_close = 1, .duplex_threads = 0,
 };
 const ct_pair_factory ct_tls_factory_tcp = {
-    "tls-over-tcp", setup_tcp, make_tcp, teardown, 1,
+    .name = "tls-over-tcp", .setup = setup_tcp, .make_pair = make_tcp,
+    .teardown = teardown, .half_close = 1, .duplex_threads = 0,
 };
 const ct_pair_factory ct_tls_factory_tls = {
-    "tls-over-tls", setup_plain, make_tls_in_tls, teardown, 1,
+    .name = "tls-over-tls", .setup = setup_plain, .make_pair = make_tls_in_tls,
+    .teardown = teardown, .half_close = 1, .duplex_threads = 0,
 };
 
 const ct_pair_factory *const ct_tls_factories[] = {

@@ -4,12 +4,11 @@
  * server side of every handshake runs in its own thread.
  *
  * The library is tested through its API only; wolfSSL is used directly just
- * for wc_ecc_fp_free() at thread exit and for hostile or foreign peers
- * (a psk_ke-only client, a client trying to resume).
+ * for hostile or foreign peers (a psk_ke-only client, a client trying to
+ * resume, a server that issues no tickets).
  */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
-#include <wolfssl/wolfcrypt/ecc.h>
 
 #include <poll.h>
 #include <pthread.h>
@@ -21,9 +20,11 @@
 
 #include "../conformance/factories_tls.h"
 #include "testutil.h"
-#include "tls_testpipe.h"
 
-#define SMALL_BUF 4096 /* socket buffer for the would-block paths */
+#define SMALL_BUF 4096 /* pipe capacity for the would-block paths */
+
+/* What a TLS session runs over. */
+enum link { LINK_PIPE, LINK_PIPE_SMALL, LINK_TCP };
 
 /* ------------------------------------------------------------------ */
 /* Fixtures                                                             */
@@ -201,7 +202,7 @@ static void *run_peer(void *arg)
 static void *run_peer_thread(void *arg)
 {
     run_peer(arg);
-    wc_ecc_fp_free(); /* the per-thread FP_ECC cache (see tls.c) */
+    ct_thread_cleanup(); /* the per-thread FP_ECC cache (see tls.c) */
     return NULL;
 }
 
@@ -215,14 +216,36 @@ static void join_peer(peer *p)
     ck_assert(pthread_join(p->th, NULL) == 0);
 }
 
-/*
- * Starts the server (a thread) and runs the client handshake here over a new
- * pipe (sndbuf as for tls_test_pipe). The caller joins the server.
- */
-static void pair_start(ct_ctx *ctx, peer *c, peer *s, int sndbuf)
+/* A connected TCP pair over 127.0.0.1 (the built-in transport). */
+static void tcp_pair(ct_ctx *ctx, ct_conn **client, ct_conn **server)
+{
+    ct_transport *t = NULL;
+    ct_listener *l = NULL;
+    ct_error err;
+    ck_ok(ct_transport_new_tcp(ctx, &t, &err), &err);
+    ck_ok(ct_transport_listen(t, "127.0.0.1", 0, &l, &err), &err);
+    ck_ok(ct_transport_dial(t, "127.0.0.1", ct_listener_port(l), SC(5000), client, &err), &err);
+    ck_ok(ct_listener_accept(l, SC(5000), server, &err), &err);
+    ct_listener_free(l);
+    ct_transport_free(t);
+}
+
+static void make_link(ct_ctx *ctx, enum link k, ct_conn **a, ct_conn **b)
 {
     ct_error err;
-    ck_ok(tls_test_pipe(ctx, sndbuf, &c->inner, &s->inner, &err), &err);
+    if (k == LINK_TCP)
+        tcp_pair(ctx, a, b);
+    else
+        ck_ok(ct_pipe_pair(ctx, k == LINK_PIPE_SMALL ? SMALL_BUF : 0, a, b, &err), &err);
+}
+
+/*
+ * Starts the server (a thread) and runs the client handshake here over a new
+ * link. The caller joins the server.
+ */
+static void pair_start(ct_ctx *ctx, peer *c, peer *s, enum link k)
+{
+    make_link(ctx, k, &c->inner, &s->inner);
     start_peer(s);
     run_peer(c);
 }
@@ -230,7 +253,7 @@ static void pair_start(ct_ctx *ctx, peer *c, peer *s, int sndbuf)
 /* Handshakes client (this thread) and server (a thread) over a new pipe. */
 static void handshake_pair(ct_ctx *ctx, peer *c, peer *s)
 {
-    pair_start(ctx, c, s, 0);
+    pair_start(ctx, c, s, LINK_PIPE);
     join_peer(s);
 }
 
@@ -435,7 +458,7 @@ START_TEST(not_a_tls_conn)
     size_t len = 1;
     ct_error err;
 
-    ck_ok(tls_test_pipe(ctx, 0, &a, &b, &err), &err);
+    ck_ok(ct_pipe_pair(ctx, 0, &a, &b, &err), &err);
     ck_assert(ct_tls_cipher(a) == NULL);
     ck_assert(ct_tls_cipher(NULL) == NULL);
     ck_err(ct_tls_peer_cert(a, &der, &len, &err), CT_E_INVALID, &err);
@@ -478,13 +501,13 @@ static void mtls_session(const spec *cs, const spec *ss, size_t echo_bytes)
     c.timeout_ms = s.timeout_ms = SC(5000);
     c.keep = 1;
     s.action = act_cert_echo;
-    pair_start(ctx, &c, &s, 0);
+    pair_start(ctx, &c, &s, LINK_PIPE);
     expect_ok(&c, "client");
     ck_assert_str_eq(ct_tls_cipher(c.conn), "TLS13-CHACHA20-POLY1305-SHA256");
     ck_ok(ct_tls_peer_cert(c.conn, &der, &len, &err), &err);
     ck_assert(len > 100 && der[0] == 0x30);
     ct_free(der);
-    ck_assert_int_ge(ct_conn_get_fd(c.conn), 0);
+    ck_assert_int_eq(ct_conn_get_fd(c.conn), -1); /* the pipe's */
     ck_assert_uint_eq(ct_conn_pending(c.conn), 0);
     echo_check(c.conn, echo_bytes);
     ct_conn_free(c.conn);
@@ -705,7 +728,7 @@ START_TEST(psk_ok)
     c.timeout_ms = s.timeout_ms = SC(5000);
     c.keep = 1;
     s.action = act_cert_echo;
-    pair_start(ctx, &c, &s, 0);
+    pair_start(ctx, &c, &s, LINK_PIPE);
     /* ct_tls_wrap succeeded, so wolfSSL_get_curve_name() was non-NULL on
      * both sides: (EC)DHE was used (psk_dhe_ke). */
     expect_ok(&c, "client");
@@ -830,7 +853,7 @@ static void *raw_client_main(void *arg)
     wolfSSL_free(ssl);
     wolfSSL_CTX_free(wctx);
     free(ca);
-    wc_ecc_fp_free();
+    ct_thread_cleanup();
     return NULL;
 }
 
@@ -846,7 +869,7 @@ static ct_err serve_raw(raw_client *r, const spec *ss, ct_error *err)
 
     ck_assert(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
     r->fd = sv[0];
-    ck_ok(tls_test_fd_conn(ctx, sv[1], &inner, err), err);
+    ck_ok(ct_conn_new_fd(ctx, sv[1], &inner, err), err);
     ck_assert(pthread_create(&th, NULL, raw_client_main, r) == 0);
     rc = ct_tls_wrap(cfg, inner, SC(5000), &conn, err);
     if (rc == CT_OK) {
@@ -906,7 +929,7 @@ static void raw_peer(const spec *sp, const char *garbage, int timeout_ms, ct_err
     ct_err rc;
 
     ck_assert(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-    ck_ok(tls_test_fd_conn(ctx, sv[1], &inner, &err), &err);
+    ck_ok(ct_conn_new_fd(ctx, sv[1], &inner, &err), &err);
     if (garbage)
         ck_assert(write(sv[0], garbage, strlen(garbage)) == (ssize_t)strlen(garbage));
     t0 = now_ms();
@@ -975,7 +998,7 @@ static void *raw_server_main(void *arg)
     free(ca);
     free(cert);
     free(key);
-    wc_ecc_fp_free();
+    ct_thread_cleanup();
     return NULL;
 }
 
@@ -991,7 +1014,7 @@ static ct_err dial_raw_server(raw_server *r, int timeout_ms, int64_t *ms, ct_err
 
     ck_assert(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
     r->fd = sv[0];
-    ck_ok(tls_test_fd_conn(ctx, sv[1], &inner, err), err);
+    ck_ok(ct_conn_new_fd(ctx, sv[1], &inner, err), err);
     ck_assert(pthread_create(&th, NULL, raw_server_main, r) == 0);
     t0 = now_ms();
     rc = ct_tls_wrap(cfg, inner, timeout_ms, &conn, err);
@@ -1069,7 +1092,7 @@ START_TEST(half_close)
     c.timeout_ms = s.timeout_ms = SC(5000);
     c.keep = 1;
     s.action = act_half_close;
-    pair_start(ctx, &c, &s, 0);
+    pair_start(ctx, &c, &s, LINK_PIPE);
     expect_ok(&c, "client");
     ck_ok(ct_conn_send_all(c.conn, "ping", 4, NULL, SC(5000), &err), &err);
     ck_ok(ct_conn_shutdown_write(c.conn, SC(5000), &err), &err);
@@ -1114,7 +1137,7 @@ START_TEST(server_speaks_first)
     c.timeout_ms = s.timeout_ms = SC(5000);
     c.keep = 1;
     s.action = act_hello;
-    pair_start(ctx, &c, &s, 0);
+    pair_start(ctx, &c, &s, LINK_PIPE);
     expect_ok(&c, "client");
     ck_ok(ct_conn_recv_exact(c.conn, buf, 5, NULL, SC(5000), &err), &err);
     ck_assert(memcmp(buf, "hello", 5) == 0);
@@ -1151,7 +1174,7 @@ START_TEST(recv_timeout_zero_and_short)
     c.timeout_ms = s.timeout_ms = SC(5000);
     c.keep = 1;
     s.action = act_go_x;
-    pair_start(ctx, &c, &s, 0);
+    pair_start(ctx, &c, &s, LINK_PIPE);
     expect_ok(&c, "client");
     ck_err(ct_conn_recv(c.conn, &b, 1, NULL, 0, &err), CT_E_AGAIN, &err);
     t0 = now_ms();
@@ -1194,7 +1217,7 @@ START_TEST(send_would_block_keeps_the_stream)
     s.cfg = cfg_ok(ctx, &SERVER_MTLS);
     c.timeout_ms = s.timeout_ms = SC(5000);
     c.keep = s.keep = 1;
-    pair_start(ctx, &c, &s, 0); /* room for a whole record once drained */
+    pair_start(ctx, &c, &s, LINK_PIPE); /* 64 KiB: room for a record once drained */
     join_peer(&s);
     expect_ok(&c, "client");
     expect_ok(&s, "server");
@@ -1300,9 +1323,11 @@ static void *pump(void *arg)
                 break;
             }
         }
-        if (!progress) {
+        if (!progress && fd >= 0) {
             struct pollfd p = {fd, (short)(POLLIN | (a->sent < a->total ? POLLOUT : 0)), 0};
             poll(&p, 1, 20);
+        } else if (!progress) {
+            poll(NULL, 0, 1); /* the pipe has no fd */
         }
     }
     if (a->rc == CT_OK && (a->sent < a->total || a->rcvd < a->total))
@@ -1316,7 +1341,7 @@ static void *pump(void *arg)
     }
     free(out);
     free(in);
-    wc_ecc_fp_free();
+    ct_thread_cleanup();
     return NULL;
 }
 
@@ -1334,7 +1359,7 @@ static void bulk_both_ways(ct_conn *a, ct_conn *b, size_t total)
     ck_assert(pa.rcvd == total && pb.rcvd == total && pa.bad == 0 && pb.bad == 0);
 }
 
-START_TEST(bulk_4mib_both_ways)
+static void bulk_over(enum link k)
 {
     ct_ctx *ctx = ct_test_ctx();
     peer c = {0}, s = {0};
@@ -1344,7 +1369,7 @@ START_TEST(bulk_4mib_both_ways)
     s.cfg = cfg_ok(ctx, &SERVER_MTLS);
     c.timeout_ms = s.timeout_ms = SC(5000);
     c.keep = s.keep = 1;
-    pair_start(ctx, &c, &s, SMALL_BUF);
+    pair_start(ctx, &c, &s, k);
     join_peer(&s);
     expect_ok(&c, "client");
     expect_ok(&s, "server");
@@ -1353,6 +1378,12 @@ START_TEST(bulk_4mib_both_ways)
     ct_conn_free(s.conn);
     free_cfgs(c.cfg, s.cfg);
     ct_ctx_free(ctx);
+}
+
+START_TEST(bulk_4mib_both_ways)
+{
+    bulk_over(LINK_TCP);
+    bulk_over(LINK_PIPE_SMALL);
 }
 END_TEST
 
@@ -1367,7 +1398,7 @@ START_TEST(tls_inside_tls)
     os.cfg = cfg_ok(ctx, &SERVER_MTLS);
     oc.timeout_ms = os.timeout_ms = SC(5000);
     oc.keep = os.keep = 1;
-    pair_start(ctx, &oc, &os, SMALL_BUF);
+    pair_start(ctx, &oc, &os, LINK_PIPE_SMALL);
     join_peer(&os);
     expect_ok(&oc, "outer client");
     expect_ok(&os, "outer server");
@@ -1383,7 +1414,6 @@ START_TEST(tls_inside_tls)
     start_peer(&is);
     run_peer(&ic);
     expect_ok(&ic, "inner client");
-    ck_assert_int_ge(ct_conn_get_fd(ic.conn), 0);
     echo_check(ic.conn, total);
     ct_conn_free(ic.conn); /* frees the outer client conn too */
     join_peer(&is);
@@ -1442,7 +1472,7 @@ static void *accept_main(void *arg)
         act_cert_echo(&a->p);
         ct_conn_free(a->conn);
     }
-    wc_ecc_fp_free();
+    ct_thread_cleanup();
     return NULL;
 }
 
@@ -1457,8 +1487,8 @@ START_TEST(tls_transport)
     pthread_t th;
     ct_error err;
 
-    ck_ok(tls_test_tcp_transport(ctx, &tcp1, &err), &err);
-    ck_ok(tls_test_tcp_transport(ctx, &tcp2, &err), &err);
+    ck_ok(ct_transport_new_tcp(ctx, &tcp1, &err), &err);
+    ck_ok(ct_transport_new_tcp(ctx, &tcp2, &err), &err);
     ck_ok(ct_transport_new_tls(ctx, tcp1, scfg, &st, &err), &err);
     ck_ok(ct_transport_new_tls(ctx, tcp2, ccfg, &ct, &err), &err);
     ck_err(ct_transport_listen(ct, "127.0.0.1", 0, &l, &err), CT_E_INVALID, &err);
@@ -1470,6 +1500,7 @@ START_TEST(tls_transport)
     ck_assert(pthread_create(&th, NULL, accept_main, &a) == 0);
     ck_ok(ct_transport_dial(ct, "127.0.0.1", ct_listener_port(l), SC(5000), &c, &err), &err);
     ck_assert_str_eq(ct_tls_cipher(c), "TLS13-CHACHA20-POLY1305-SHA256");
+    ck_assert_int_ge(ct_conn_get_fd(c), 0); /* the socket's, through TLS */
     echo_check(c, 100000);
     ct_conn_free(c);
     pthread_join(th, NULL);
@@ -1515,7 +1546,7 @@ END_TEST
 
 static void fp_cleanup(void)
 {
-    wc_ecc_fp_free();
+    ct_thread_cleanup();
 }
 
 Suite *ct_test_suite(void)
