@@ -59,10 +59,10 @@
  * peer's, then half-closes the inner connection if it can.
  *
  * FP_ECC. Debian's wolfSSL keeps a per-thread ECC fixed-point cache (up to
- * about 12 MB) that a thread leaks when it exits without calling
- * wc_ecc_fp_free(). The library does not own the caller's threads and the
- * public API has no hook for it, so a thread that ran TLS handshakes should
- * call wc_ecc_fp_free() before it exits (documented for library users).
+ * about 12 MB) that a thread leaks when it exits without freeing it. The
+ * library does not own the caller's threads, and freeing it after every
+ * handshake would rebuild the tables each time, so a thread that ran TLS
+ * handshakes should call ct_thread_cleanup() (context.h) before it exits.
  */
 #include "internal.h"
 #include "wolf.h"
