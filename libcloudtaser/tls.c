@@ -1301,9 +1301,13 @@ ct_err ct_tls_wrap(ct_tls_config *cfg, ct_conn *inner, int timeout_ms, ct_conn *
                 ct_err_name(rc));
         goto out;
     }
-    ctp_log(cfg->ctx, CT_LOG_DEBUG, "tls.handshake", "TLS %s handshake done: %s, %s",
-            cfg->role == CT_TLS_CLIENT ? "client" : "server", wolfSSL_get_cipher_name(t->ssl),
-            cfg->psk ? "PSK with (EC)DHE" : "certificates");
+    {
+        const char *group = wolfSSL_get_curve_name(t->ssl);
+        ctp_log(cfg->ctx, CT_LOG_DEBUG, "tls.handshake", "TLS %s handshake done: %s, %s, %s",
+                cfg->role == CT_TLS_CLIENT ? "client" : "server",
+                wolfSSL_get_cipher_name(t->ssl), group ? group : "no key share",
+                cfg->psk ? "PSK with (EC)DHE" : "certificates");
+    }
     rc = ct_conn_new(cfg->ctx, &tls_conn_ops, t, NULL, out, err);
     if (rc == CT_OK)
         t = NULL;

@@ -155,6 +155,10 @@ static ct_tls_config *cfg_ok(ct_ctx *ctx, const spec *s)
 
 static const spec SERVER_MTLS = {CT_TLS_SERVER, 0, "server.pem", "server-key.pem", "ca.pem",
                                  NULL, NULL, NULL, NULL, NULL, NULL, 0};
+static const spec PSK_CLIENT = {CT_TLS_CLIENT, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                "correct horse battery staple", "relay-1", 0};
+static const spec PSK_SERVER = {CT_TLS_SERVER, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                "correct horse battery staple", "relay-1", 0};
 static const spec CLIENT_MTLS = {CT_TLS_CLIENT, 0, "client.pem", "client-key.pem", "ca.pem",
                                  NULL, "localhost", NULL, NULL, NULL, NULL, 0};
 
@@ -538,6 +542,60 @@ START_TEST(mtls_echo)
 }
 END_TEST
 
+/* Collects the "tls.handshake" debug lines. */
+typedef struct logbuf {
+    pthread_mutex_t mu;
+    char text[4096];
+} logbuf;
+
+static void log_capture(void *user, ct_log_level level, const char *msgid, const char *msg)
+{
+    logbuf *lb = user;
+    (void)level;
+    if (strcmp(msgid, "tls.handshake") != 0)
+        return;
+    pthread_mutex_lock(&lb->mu);
+    strncat(lb->text, msg, sizeof lb->text - strlen(lb->text) - 2);
+    strcat(lb->text, "\n");
+    pthread_mutex_unlock(&lb->mu);
+}
+
+START_TEST(negotiated_parameters)
+{
+    /* ChaCha20-Poly1305 and X25519 first, for certificates and PSK alike. */
+    static logbuf lb = {PTHREAD_MUTEX_INITIALIZER, ""};
+    ct_ctx_options o = CT_CTX_OPTIONS_INIT;
+    ct_ctx *ctx = NULL;
+    peer c = {0}, s = {0};
+    const spec *pairs[2][2] = {{&CLIENT_MTLS, &SERVER_MTLS}, {&PSK_CLIENT, &PSK_SERVER}};
+    ct_error err;
+
+    o.log = log_capture;
+    o.log_user = &lb;
+    o.log_level = CT_LOG_DEBUG;
+    ck_ok(ct_ctx_new(&o, &ctx, &err), &err);
+    for (int i = 0; i < 2; i++) {
+        memset(&c, 0, sizeof c);
+        memset(&s, 0, sizeof s);
+        lb.text[0] = 0;
+        c.cfg = cfg_ok(ctx, pairs[i][0]);
+        s.cfg = cfg_ok(ctx, pairs[i][1]);
+        c.timeout_ms = s.timeout_ms = SC(5000);
+        handshake_pair(ctx, &c, &s);
+        expect_ok(&c, "client");
+        expect_ok(&s, "server");
+        ck_assert_msg(strstr(lb.text, "client handshake done: TLS13-CHACHA20-POLY1305-SHA256, "
+                                      "X25519") != NULL,
+                      "%s", lb.text);
+        ck_assert_msg(strstr(lb.text, "server handshake done: TLS13-CHACHA20-POLY1305-SHA256, "
+                                      "X25519") != NULL,
+                      "%s", lb.text);
+        free_cfgs(c.cfg, s.cfg);
+    }
+    ct_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(mtls_der_inputs_and_names)
 {
     spec c = {CT_TLS_CLIENT, 0, "client.der", "client-key.der", "ca.der", NULL, "broker.local",
@@ -710,10 +768,6 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* PSK                                                                  */
 
-static const spec PSK_CLIENT = {CT_TLS_CLIENT, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                                "correct horse battery staple", "relay-1", 0};
-static const spec PSK_SERVER = {CT_TLS_SERVER, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                                "correct horse battery staple", "relay-1", 0};
 
 START_TEST(psk_ok)
 {
@@ -1559,6 +1613,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, config_versions_and_formats);
     tcase_add_test(tc, not_a_tls_conn);
     tcase_add_test(tc, mtls_echo);
+    tcase_add_test(tc, negotiated_parameters);
     tcase_add_test(tc, mtls_der_inputs_and_names);
     tcase_add_test(tc, anonymous_clients);
     tcase_add_test(tc, chain_and_ed25519_servers);
