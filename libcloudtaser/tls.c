@@ -668,15 +668,18 @@ static int ticket_enc_cb(WOLFSSL *ssl, unsigned char key_name[WOLFSSL_TICKET_NAM
                          unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc,
                          unsigned char *ticket, int in_len, int *out_len, void *ctx)
 {
-    tls_conn *t = wolfSSL_GetIOReadCtx(ssl);
-
+    (void)ssl;
     (void)ctx;
     if (!enc)
         return WOLFSSL_TICKET_RET_REJECT;
-    /* wolfSSL insists on non-zero name, IV and MAC and on changed contents. */
-    if (ct_ctx_random(t ? t->ctx : NULL, key_name, WOLFSSL_TICKET_NAME_SZ) != CT_OK ||
-        ct_ctx_random(t ? t->ctx : NULL, iv, WOLFSSL_TICKET_IV_SZ) != CT_OK ||
-        ct_ctx_random(t ? t->ctx : NULL, mac, WOLFSSL_TICKET_MAC_SZ) != CT_OK)
+    /*
+     * wolfSSL insists on non-zero name, IV and MAC and on changed contents.
+     * The bytes protect nothing; they come from the OS (never the context's
+     * test hook, which must not reach TLS).
+     */
+    if (ct_ctx_random(NULL, key_name, WOLFSSL_TICKET_NAME_SZ) != CT_OK ||
+        ct_ctx_random(NULL, iv, WOLFSSL_TICKET_IV_SZ) != CT_OK ||
+        ct_ctx_random(NULL, mac, WOLFSSL_TICKET_MAC_SZ) != CT_OK)
         return WOLFSSL_TICKET_RET_FATAL;
     key_name[0] |= 1;
     iv[0] |= 1;
@@ -824,8 +827,6 @@ static ct_err tls_error(tls_conn *t, int ret, const char *what, bool handshake, 
                        "%s: the server did not accept our PSK and presented a certificate; "
                        "a PSK configuration never falls back to certificates",
                        what);
-    if (t->psk_unknown)
-        return ctp_err(err, CT_E_AUTH, e, "%s: the client offered an unknown PSK identity", what);
     if (e == WOLFSSL_ERROR_ZERO_RETURN)
         return ctp_err(err, CT_E_CLOSED, 0, "%s: the peer closed the TLS session", what);
     if (t->inner_reset)
@@ -865,6 +866,9 @@ static ct_err tls_error(tls_conn *t, int ret, const char *what, bool handshake, 
                            alert_name(code));
         }
     }
+    if (t->psk_unknown && map_wolf_error(e) == CT_E_TLS) /* wolfSSL says BUFFER_ERROR */
+        return ctp_err(err, CT_E_AUTH, e, "%s: the client offered an unknown PSK identity",
+                       what);
     return ctp_err(err, map_wolf_error(e), e, "%s: %s (wolfSSL %d)", what, wmsg, e);
 }
 
