@@ -954,7 +954,8 @@ static ct_err check_options(const ct_tls_options *o, ct_error *err)
     }
     if (server) {
         if (!o->cert)
-            return ctp_err(err, CT_E_INVALID, 0, "a TLS server needs a certificate and key (or a PSK)");
+            return ctp_err(err, CT_E_INVALID, 0,
+                           "a TLS server needs a certificate and key (or a PSK)");
         if (!any_ca && !(o->flags & CT_TLS_F_ANONYMOUS_CLIENTS))
             return ctp_err(err, CT_E_INVALID, 0,
                            "a TLS server without client CA must set CT_TLS_F_ANONYMOUS_CLIENTS "

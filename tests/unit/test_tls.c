@@ -812,8 +812,9 @@ static void psk_both_fail(const spec *cs, const spec *ss, ct_err server_want)
                   ct_err_name(s.rc));
     if (server_want != CT_OK)
         ck_assert_msg(s.rc == server_want, "server: %s: %s", ct_err_name(s.rc), s.err.message);
-    ck_assert_msg(c.elapsed_ms < SC(1500) && s.elapsed_ms < SC(1500), "client %lld ms, server %lld ms",
-                  (long long)c.elapsed_ms, (long long)s.elapsed_ms);
+    ck_assert_msg(c.elapsed_ms < SC(1500) && s.elapsed_ms < SC(1500),
+                  "client %lld ms, server %lld ms", (long long)c.elapsed_ms,
+                  (long long)s.elapsed_ms);
     ck_assert_msg(c.rc == CT_E_CLOSED || c.rc == CT_E_AUTH || c.rc == CT_E_TLS ||
                       c.rc == CT_E_RESET,
                   "client: %s: %s", ct_err_name(c.rc), c.err.message);
