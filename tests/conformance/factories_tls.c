@@ -247,14 +247,17 @@ static ct_err make_tls_in_tls(ct_ctx *ctx, void *fixture, ct_conn **client, ct_c
 const ct_pair_factory ct_tls_factory_pipe = {
     .name = "tls-over-pipe", .setup = setup_plain, .make_pair = make_pipe,
     .teardown = teardown, .half_close = 1, .duplex_threads = 0,
+    .free_is_abort = 1,
 };
 const ct_pair_factory ct_tls_factory_tcp = {
     .name = "tls-over-tcp", .setup = setup_tcp, .make_pair = make_tcp,
     .teardown = teardown, .half_close = 1, .duplex_threads = 0,
+    .free_is_abort = 1,
 };
 const ct_pair_factory ct_tls_factory_tls = {
     .name = "tls-over-tls", .setup = setup_plain, .make_pair = make_tls_in_tls,
     .teardown = teardown, .half_close = 1, .duplex_threads = 0,
+    .free_is_abort = 1,
 };
 
 const ct_pair_factory *const ct_tls_factories[] = {
