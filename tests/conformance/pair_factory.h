@@ -30,6 +30,13 @@ typedef struct ct_pair_factory {
      * drives each end from one thread and runs for every factory.
      */
     int duplex_threads;
+    /*
+     * 1 if freeing an end without shutdown_write is an abort that the peer
+     * must see as CT_E_RESET after the bytes already delivered (TLS: no
+     * close_notify means possible truncation). 0: the peer sees CT_E_CLOSED,
+     * like a socket close (TCP with nothing unread, pipe).
+     */
+    int free_is_abort;
 } ct_pair_factory;
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "factories.h"
+#include "factories_tls.h"
 #include "testutil.h"
 #include "transport_suite.h"
 
@@ -18,6 +19,9 @@ static const ct_pair_factory *const factories[] = {
     &ct_factory_tcp6,
     &ct_factory_pipe,
     &ct_factory_pipe_small,
+    &ct_tls_factory_pipe,
+    &ct_tls_factory_tcp,
+    &ct_tls_factory_tls,
 };
 
 Suite *ct_test_suite(void)
