@@ -80,6 +80,14 @@ void bt_pki_make(ct_ctx *ctx, bt_pki *p)
                       &p->cert_der, &p->cert_len, &err) != CT_OK ||
         ct_key_export(k, 0, &p->key, &err) != CT_OK)
         die(err.message);
+    {
+        uint8_t *spki = NULL;
+        size_t spki_len = 0;
+        if (ct_key_public_der(k, &spki, &spki_len, &err) != CT_OK)
+            die(err.message);
+        ct_sha256(spki, spki_len, p->spki_sha256);
+        ct_free(spki);
+    }
     ct_free(csr);
     ct_key_free(k);
     ct_key_free(cak);
@@ -173,15 +181,18 @@ static void *serve_main(void *arg)
     return NULL;
 }
 
-void bt_relay_start(bt_relay *br, ct_ctx *ctx, const ct_relay_options *o)
+bt_relay *bt_relay_start(ct_ctx *ctx, const ct_relay_options *o)
 {
     ct_error err;
-    memset(br, 0, sizeof *br);
+    bt_relay *br = calloc(1, sizeof *br);
+    if (!br)
+        die("calloc");
     if (ct_relay_new(ctx, o, &br->r, &err) != CT_OK)
         die(err.message);
     br->port = ct_relay_port(br->r);
     if (pthread_create(&br->t, NULL, serve_main, br) != 0)
         die("pthread_create");
+    return br;
 }
 
 int bt_relay_wait(bt_relay *br, int timeout_ms)
@@ -197,12 +208,12 @@ int bt_relay_wait(bt_relay *br, int timeout_ms)
 
 void bt_relay_finish(bt_relay *br)
 {
-    if (!br->r)
+    if (!br)
         return;
     ct_relay_stop(br->r);
     pthread_join(br->t, NULL);
     ct_relay_free(br->r);
-    br->r = NULL;
+    free(br);
 }
 
 int bt_wait_stats(ct_relay *r, int (*pred)(const ct_relay_stats *, void *), void *arg,

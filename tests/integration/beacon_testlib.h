@@ -18,6 +18,7 @@ typedef struct bt_pki {
     uint8_t *ca_der, *cert_der;
     size_t ca_len, cert_len;
     ct_secret *key; /* server key, DER */
+    uint8_t spki_sha256[32]; /* pin of the server key */
 } bt_pki;
 
 void bt_pki_make(ct_ctx *ctx, bt_pki *p);
@@ -48,10 +49,12 @@ typedef struct bt_relay {
 
 /* Options with the fixture cert/key, 127.0.0.1 port 0, 2 threads. */
 void bt_relay_opts(ct_relay_options *o, const bt_pki *p);
-void bt_relay_start(bt_relay *br, ct_ctx *ctx, const ct_relay_options *o);
+/* Creates and serves a relay; the result is heap-allocated (a serving
+ * thread writes into it, so it must not live on a test's stack). */
+bt_relay *bt_relay_start(ct_ctx *ctx, const ct_relay_options *o);
 /* Waits (bounded) for serve to return; 0 if it did. */
 int bt_relay_wait(bt_relay *br, int timeout_ms);
-/* Stops (if still running), joins and frees. */
+/* Stops (if still running), joins and frees. NULL ok. */
 void bt_relay_finish(bt_relay *br);
 
 /* Waits until pred(stats) holds (polling); 0 on success, -1 on timeout. */

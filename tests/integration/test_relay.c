@@ -35,15 +35,16 @@ static void setup(void)
  * so a failure does not cascade into the next test. */
 static bt_relay *g_running[4];
 
-static void start(bt_relay *br, const ct_relay_options *o)
+static bt_relay *start(const ct_relay_options *o)
 {
-    bt_relay_start(br, g_ctx, o);
+    bt_relay *br = bt_relay_start(g_ctx, o);
     for (int i = 0; i < 4; i++) {
         if (!g_running[i]) {
             g_running[i] = br;
             break;
         }
     }
+    return br;
 }
 
 static void finish(bt_relay *br)
@@ -124,7 +125,7 @@ START_TEST(pair_and_relay_1mib)
 {
     enum { N = 1 << 20 };
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     bt_client *op, *bridge;
     uint8_t room[32], *a = malloc(N), *b = malloc(N), *ra = malloc(N), *rb = malloc(N);
     uint8_t ha[32], hb[32], hra[32], hrb[32];
@@ -133,12 +134,12 @@ START_TEST(pair_and_relay_1mib)
     ct_relay_stats s;
 
     opts(&o);
-    start(&br, &o);
+    br = start(&o);
     bt_random(a, N);
     bt_random(b, N);
     ct_sha256(a, N, ha);
     ct_sha256(b, N, hb);
-    make_pair(br.port, room, &op, &bridge);
+    make_pair(br->port, room, &op, &bridge);
     ck_assert_msg(strstr(bt_cipher(op), "CHACHA20") != NULL, "cipher %s", bt_cipher(op));
     {
         bt_flow f[2] = {
@@ -156,8 +157,8 @@ START_TEST(pair_and_relay_1mib)
     /* both directions ended: the beacon closes both, with nothing after close_notify */
     ck_assert_int_eq(bt_wait_eof(op, 3000), 0);
     ck_assert_int_eq(bt_wait_eof(bridge, 3000), 0);
-    ck_assert_int_eq(bt_wait_open(br.r, 0, 3000), 0);
-    s = stats(&br);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, 3000), 0);
+    s = stats(br);
     ck_assert_uint_eq(s.pairs, 1);
     ck_assert_uint_eq(s.bytes_relayed, 2 * (uint64_t)N);
     ck_assert_uint_eq(s.half_closes, 2);
@@ -178,7 +179,7 @@ START_TEST(pair_and_relay_1mib)
     ck_assert_int_eq(bt_log_count(&g_log, "127.0.0.1"), 0);
     bt_close(op, 0);
     bt_close(bridge, 0);
-    finish(&br);
+    finish(br);
     free(a);
     free(b);
     free(ra);
@@ -189,71 +190,71 @@ END_TEST
 START_TEST(second_operator_room_busy)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32];
     bt_client *o1, *o2, *o3;
 
     opts(&o);
-    start(&br, &o);
+    br = start(&o);
     bt_random(room, 32);
-    o1 = waiter(br.port, CT_ROLE_OPERATOR, room);
-    o2 = cli(br.port);
+    o1 = waiter(br->port, CT_ROLE_OPERATOR, room);
+    o2 = cli(br->port);
     ck_assert_int_eq(bt_hello(o2, CT_ROLE_OPERATOR, room, 2000), 0);
     ck_assert_int_eq(bt_status(o2, 3000), CT_BEACON_ROOM_BUSY);
     ck_assert_int_eq(bt_read(o2, room, 1, 3000), 0); /* then close_notify */
     ck_assert_int_eq(bt_wait_eof(o2, 3000), 0);
-    ck_assert_uint_eq(stats(&br).refused_room_busy, 1);
+    ck_assert_uint_eq(stats(br).refused_room_busy, 1);
     ck_assert_int_eq(bt_log_count(&g_log, "\"status\":\"ROOM_BUSY\",\"role\":\"operator\""), 1);
     /* the first one leaves: the room is free again */
     bt_close(o1, 0);
-    ck_assert_int_eq(bt_wait_open(br.r, 0, 3000), 0);
-    ck_assert_uint_eq(stats(&br).rooms, 0);
-    o3 = waiter(br.port, CT_ROLE_OPERATOR, room);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, 3000), 0);
+    ck_assert_uint_eq(stats(br).rooms, 0);
+    o3 = waiter(br->port, CT_ROLE_OPERATOR, room);
     bt_close(o2, 0);
     bt_close(o3, 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
 START_TEST(bridge_pool_cap)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32];
     bt_client *b[4];
 
     opts(&o);
     o.max_waiting_per_room = 3;
-    start(&br, &o);
+    br = start(&o);
     bt_random(room, 32);
     for (int i = 0; i < 3; i++)
-        b[i] = waiter(br.port, CT_ROLE_BRIDGE, room);
-    b[3] = cli(br.port);
+        b[i] = waiter(br->port, CT_ROLE_BRIDGE, room);
+    b[3] = cli(br->port);
     ck_assert_int_eq(bt_hello(b[3], CT_ROLE_BRIDGE, room, 2000), 0);
     ck_assert_int_eq(bt_status(b[3], 3000), CT_BEACON_ROOM_BUSY);
-    ck_assert_uint_eq(stats(&br).refused_room_busy, 1);
-    ck_assert_uint_eq(stats(&br).waiting, 3);
-    ck_assert_uint_eq(stats(&br).rooms, 1);
+    ck_assert_uint_eq(stats(br).refused_room_busy, 1);
+    ck_assert_uint_eq(stats(br).waiting, 3);
+    ck_assert_uint_eq(stats(br).rooms, 1);
     for (int i = 0; i < 4; i++)
         bt_close(b[i], 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
 START_TEST(bridge_pool_fifo)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32];
     bt_client *b[3];
 
     opts(&o);
-    start(&br, &o);
+    br = start(&o);
     bt_random(room, 32);
     for (int i = 0; i < 3; i++)
-        b[i] = waiter(br.port, CT_ROLE_BRIDGE, room); /* in this order */
+        b[i] = waiter(br->port, CT_ROLE_BRIDGE, room); /* in this order */
     for (int round = 0; round < 3; round++) {
-        bt_client *op = cli(br.port);
+        bt_client *op = cli(br->port);
         uint8_t tag = 0xff;
         int paired = -1;
         ck_assert_int_eq(bt_hello(op, CT_ROLE_OPERATOR, room, 2000), 0);
@@ -276,17 +277,17 @@ START_TEST(bridge_pool_fifo)
         ck_assert_int_eq(tag, round);
         bt_close(op, 0);
     }
-    ck_assert_uint_eq(stats(&br).pairs, 3);
+    ck_assert_uint_eq(stats(br).pairs, 3);
     for (int i = 0; i < 3; i++)
         bt_close(b[i], 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
 START_TEST(keepalive_while_waiting)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32];
     bt_client *b;
     int n = 0;
@@ -294,9 +295,9 @@ START_TEST(keepalive_while_waiting)
 
     opts(&o);
     o.keepalive_ms = 100;
-    start(&br, &o);
+    br = start(&o);
     bt_random(room, 32);
-    b = waiter(br.port, CT_ROLE_BRIDGE, room);
+    b = waiter(br->port, CT_ROLE_BRIDGE, room);
     end = bt_now_ms() + 550;
     while (bt_now_ms() < end) {
         int st = bt_status(b, (int)(end - bt_now_ms()));
@@ -307,29 +308,29 @@ START_TEST(keepalive_while_waiting)
     }
     ck_assert_msg(n >= 2, "only %d keepalives in 550 ms", n);
     bt_close(b, 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
 START_TEST(waiting_limit_timeout)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32];
     bt_client *b;
 
     opts(&o);
     o.wait_timeout_ms = 300;
-    start(&br, &o);
+    br = start(&o);
     bt_random(room, 32);
-    b = waiter(br.port, CT_ROLE_BRIDGE, room);
+    b = waiter(br->port, CT_ROLE_BRIDGE, room);
     ck_assert_int_eq(bt_status_skip_waiting(b, 3000), CT_BEACON_TIMEOUT);
     ck_assert_int_eq(bt_read(b, room, 1, 3000), 0); /* close_notify */
     ck_assert_int_eq(bt_wait_eof(b, 3000), 0);      /* then FIN, nothing else */
-    ck_assert_uint_eq(stats(&br).timeouts, 1);
-    ck_assert_uint_eq(stats(&br).waiting, 0);
+    ck_assert_uint_eq(stats(br).timeouts, 1);
+    ck_assert_uint_eq(stats(br).waiting, 0);
     bt_close(b, 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
@@ -338,14 +339,14 @@ static void half_close_case(int op_first)
 {
     enum { N = 300 * 1024 };
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32], *x = malloc(N), *y = malloc(N), *rx = malloc(N), *ry = malloc(N);
     bt_client *op, *bridge, *first, *second;
     const char *why = "";
 
     opts(&o);
-    start(&br, &o);
-    make_pair(br.port, room, &op, &bridge);
+    br = start(&o);
+    make_pair(br->port, room, &op, &bridge);
     first = op_first ? op : bridge;
     second = op_first ? bridge : op;
     bt_random(x, N);
@@ -370,12 +371,12 @@ static void half_close_case(int op_first)
     ck_assert_mem_eq(y, ry, N);
     ck_assert_int_eq(bt_wait_eof(first, 3000), 0);
     ck_assert_int_eq(bt_wait_eof(second, 3000), 0);
-    ck_assert_int_eq(bt_wait_open(br.r, 0, 3000), 0);
-    ck_assert_uint_eq(stats(&br).half_closes, 2);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, 3000), 0);
+    ck_assert_uint_eq(stats(br).half_closes, 2);
     ck_assert_int_eq(bt_log_count(&g_log, "\"end\":\"close\""), 1);
     bt_close(op, 0);
     bt_close(bridge, 0);
-    finish(&br);
+    finish(br);
     free(x);
     free(y);
     free(rx);
@@ -397,15 +398,15 @@ END_TEST
 START_TEST(half_close_linger)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32];
     bt_client *op, *bridge;
     int64_t t0;
 
     opts(&o);
     o.linger_ms = 300;
-    start(&br, &o);
-    make_pair(br.port, room, &op, &bridge);
+    br = start(&o);
+    make_pair(br->port, room, &op, &bridge);
     ck_assert_int_eq(bt_shutdown(op, 2000), 0);
     t0 = bt_now_ms();
     ck_assert_int_eq(bt_read(bridge, room, 1, 3000), 0); /* close_notify relayed */
@@ -413,26 +414,26 @@ START_TEST(half_close_linger)
     ck_assert_int_eq(bt_read(op, room, 1, 3000), -1);
     ck_assert_int_lt(bt_now_ms() - t0, tl(2000));
     ck_assert_int_eq(bt_wait_eof(bridge, 3000), 0);
-    ck_assert_int_eq(bt_wait_open(br.r, 0, 3000), 0);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, 3000), 0);
     ck_assert_int_eq(bt_log_count(&g_log, "\"end\":\"linger\""), 1);
     bt_close(op, 0);
     bt_close(bridge, 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
 static void dead_peer_case(int linger0, int kill_op)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32], b;
     bt_client *op, *bridge, *victim, *partner;
     int64_t t0;
     int r;
 
     opts(&o);
-    start(&br, &o);
-    make_pair(br.port, room, &op, &bridge);
+    br = start(&o);
+    make_pair(br->port, room, &op, &bridge);
     victim = kill_op ? op : bridge;
     partner = kill_op ? bridge : op;
     /* some traffic first */
@@ -444,11 +445,11 @@ static void dead_peer_case(int linger0, int kill_op)
     r = bt_read(partner, &b, 1, 3000);
     ck_assert_int_eq(r, -1); /* an abort, not a clean end */
     ck_assert_int_lt(bt_now_ms() - t0, tl(1000));
-    ck_assert_int_eq(bt_wait_open(br.r, 0, 3000), 0);
-    ck_assert_uint_eq(stats(&br).aborts, 1);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, 3000), 0);
+    ck_assert_uint_eq(stats(br).aborts, 1);
     ck_assert_int_eq(bt_log_count(&g_log, "\"end\":\"reset\""), 1);
     bt_close(partner, 0);
-    finish(&br);
+    finish(br);
 }
 
 START_TEST(dead_operator_fin)
@@ -472,7 +473,7 @@ static int drained_one(const ct_relay_stats *s, void *arg)
 START_TEST(drain)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32], room2[32], x[4000], y[4000], rx[4000], ry[4000];
     bt_client *op, *bridge, *w;
     const char *why = "";
@@ -480,16 +481,16 @@ START_TEST(drain)
 
     opts(&o);
     o.drain_timeout_ms = tl(5000);
-    start(&br, &o);
-    make_pair(br.port, room, &op, &bridge);
+    br = start(&o);
+    make_pair(br->port, room, &op, &bridge);
     bt_random(room2, 32);
-    w = waiter(br.port, CT_ROLE_BRIDGE, room2);
-    ct_relay_drain(br.r);
+    w = waiter(br->port, CT_ROLE_BRIDGE, room2);
+    ct_relay_drain(br->r);
     ck_assert_int_eq(bt_status_skip_waiting(w, 3000), CT_BEACON_DRAINING);
-    ck_assert_int_eq(bt_wait_stats(br.r, drained_one, NULL, 3000), 0);
+    ck_assert_int_eq(bt_wait_stats(br->r, drained_one, NULL, 3000), 0);
     /* no new connections (each worker closes its listener) */
     for (int i = 0; i < 50 && !refused; i++) {
-        int fd = bt_tcp_connect("127.0.0.1", br.port, 1000);
+        int fd = bt_tcp_connect("127.0.0.1", br->port, 1000);
         if (fd < 0) {
             refused = 1;
         } else {
@@ -513,74 +514,74 @@ START_TEST(drain)
     ck_assert_mem_eq(x, rx, sizeof x);
     ck_assert_mem_eq(y, ry, sizeof y);
     /* ... and when it ends, serve returns (well before the drain deadline) */
-    ck_assert_int_eq(bt_relay_wait(&br, tl(2500)), 0);
-    ck_assert_int_eq(br.serve_rc, CT_OK);
+    ck_assert_int_eq(bt_relay_wait(br, tl(2500)), 0);
+    ck_assert_int_eq(br->serve_rc, CT_OK);
     ck_assert_int_eq(bt_log_count(&g_log, "\"end\":\"close\""), 1);
     ck_assert_int_eq(bt_log_count(&g_log, "\"status\":\"DRAINING\""), 1);
     bt_close(op, 0);
     bt_close(bridge, 0);
     bt_close(w, 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
 START_TEST(drain_deadline)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32];
     bt_client *op, *bridge;
     int64_t t0;
 
     opts(&o);
     o.drain_timeout_ms = 400;
-    start(&br, &o);
-    make_pair(br.port, room, &op, &bridge);
+    br = start(&o);
+    make_pair(br->port, room, &op, &bridge);
     t0 = bt_now_ms();
-    ct_relay_drain(br.r);
-    ck_assert_int_eq(bt_relay_wait(&br, tl(3000)), 0);
+    ct_relay_drain(br->r);
+    ck_assert_int_eq(bt_relay_wait(br, tl(3000)), 0);
     ck_assert_int_ge(bt_now_ms() - t0, 350);
     ck_assert_int_eq(bt_read(op, room, 1, 2000), -1);
     ck_assert_int_eq(bt_read(bridge, room, 1, 2000), -1);
     ck_assert_int_eq(bt_log_count(&g_log, "\"end\":\"drain\""), 1);
     bt_close(op, 0);
     bt_close(bridge, 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
 START_TEST(stop_closes_everything)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32], room2[32];
     bt_client *op, *bridge, *w, *tls_pending;
     int raw;
     int64_t t0;
 
     opts(&o);
-    start(&br, &o);
-    make_pair(br.port, room, &op, &bridge);
+    br = start(&o);
+    make_pair(br->port, room, &op, &bridge);
     bt_random(room2, 32);
-    w = waiter(br.port, CT_ROLE_OPERATOR, room2);
-    tls_pending = cli(br.port); /* TLS up, no hello */
-    raw = bt_tcp_connect("127.0.0.1", br.port, 2000);
+    w = waiter(br->port, CT_ROLE_OPERATOR, room2);
+    tls_pending = cli(br->port); /* TLS up, no hello */
+    raw = bt_tcp_connect("127.0.0.1", br->port, 2000);
     ck_assert_int_ge(raw, 0);
-    ck_assert_int_eq(bt_wait_open(br.r, 5, 3000), 0);
+    ck_assert_int_eq(bt_wait_open(br->r, 5, 3000), 0);
     t0 = bt_now_ms();
-    ct_relay_stop(br.r);
-    ck_assert_int_eq(bt_relay_wait(&br, tl(2000)), 0);
+    ct_relay_stop(br->r);
+    ck_assert_int_eq(bt_relay_wait(br, tl(2000)), 0);
     ck_assert_int_lt(bt_now_ms() - t0, tl(1000));
     ck_assert_int_eq(bt_read(op, room, 1, 2000), -1);
     ck_assert_int_eq(bt_read(w, room, 1, 2000), -1);
     ck_assert_int_eq(bt_read(tls_pending, room, 1, 2000), -1);
-    ck_assert_int_eq(stats(&br).conns_open, 0);
+    ck_assert_int_eq(stats(br).conns_open, 0);
     bt_close(op, 0);
     bt_close(bridge, 0);
     bt_close(w, 0);
     bt_close(tls_pending, 0);
     close(raw);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
@@ -594,17 +595,17 @@ START_TEST(garbage_instead_of_tls)
 {
     static const char req[] = "GET / HTTP/1.1\r\nHost: beacon\r\n\r\n";
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t junk[600];
     int fd;
 
     opts(&o);
     o.hello_timeout_ms = 1000;
-    start(&br, &o);
-    fd = bt_tcp_connect("127.0.0.1", br.port, 2000);
+    br = start(&o);
+    fd = bt_tcp_connect("127.0.0.1", br->port, 2000);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
-    ck_assert_int_eq(bt_wait_stats(br.r, handshake_failed, NULL, 3000), 0);
+    ck_assert_int_eq(bt_wait_stats(br->r, handshake_failed, NULL, 3000), 0);
     close(fd);
     /* a handshake record with a well-formed header and a random body */
     bt_random(junk, sizeof junk);
@@ -613,20 +614,20 @@ START_TEST(garbage_instead_of_tls)
     junk[2] = 0x01;
     junk[3] = (sizeof junk - 5) >> 8;
     junk[4] = (sizeof junk - 5) & 0xff;
-    fd = bt_tcp_connect("127.0.0.1", br.port, 2000);
+    fd = bt_tcp_connect("127.0.0.1", br->port, 2000);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
-    ck_assert_int_eq(bt_wait_open(br.r, 0, 3000), 0);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, 3000), 0);
     close(fd);
     /* a record header announcing more than ever comes: the hello deadline */
     junk[3] = 0x40;
-    fd = bt_tcp_connect("127.0.0.1", br.port, 2000);
+    fd = bt_tcp_connect("127.0.0.1", br->port, 2000);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(write(fd, junk, 64), 64);
-    ck_assert_int_eq(bt_wait_open(br.r, 1, 3000), 0);
-    ck_assert_int_eq(bt_wait_open(br.r, 0, 3000), 0);
+    ck_assert_int_eq(bt_wait_open(br->r, 1, 3000), 0);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, 3000), 0);
     close(fd);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
@@ -649,91 +650,91 @@ static int hello_answer(uint16_t port, const uint8_t *h, size_t n, int then_shut
 START_TEST(bad_hellos)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32], good[CT_BEACON_HELLO_LEN], h[CT_BEACON_HELLO_LEN];
     ct_relay_stats s;
 
     opts(&o);
-    start(&br, &o);
+    br = start(&o);
     bt_random(room, 32);
     ck_assert_int_eq(ct_beacon_hello_encode(CT_ROLE_BRIDGE, room, good), CT_OK);
     memcpy(h, good, sizeof h);
     h[0] = 'X';
-    ck_assert_int_eq(hello_answer(br.port, h, sizeof h, 0), CT_BEACON_BAD_HELLO);
+    ck_assert_int_eq(hello_answer(br->port, h, sizeof h, 0), CT_BEACON_BAD_HELLO);
     memcpy(h, good, sizeof h);
     h[4] = 2;
-    ck_assert_int_eq(hello_answer(br.port, h, sizeof h, 0), CT_BEACON_BAD_VERSION);
+    ck_assert_int_eq(hello_answer(br->port, h, sizeof h, 0), CT_BEACON_BAD_VERSION);
     memcpy(h, good, sizeof h);
     h[5] = 0;
-    ck_assert_int_eq(hello_answer(br.port, h, sizeof h, 0), CT_BEACON_BAD_HELLO);
+    ck_assert_int_eq(hello_answer(br->port, h, sizeof h, 0), CT_BEACON_BAD_HELLO);
     h[5] = 3;
-    ck_assert_int_eq(hello_answer(br.port, h, sizeof h, 0), CT_BEACON_BAD_HELLO);
+    ck_assert_int_eq(hello_answer(br->port, h, sizeof h, 0), CT_BEACON_BAD_HELLO);
     memcpy(h, good, sizeof h);
     h[7] = 1;
-    ck_assert_int_eq(hello_answer(br.port, h, sizeof h, 0), CT_BEACON_BAD_HELLO);
+    ck_assert_int_eq(hello_answer(br->port, h, sizeof h, 0), CT_BEACON_BAD_HELLO);
     /* truncated: 20 bytes, then close_notify */
-    ck_assert_int_eq(hello_answer(br.port, good, 20, 1), CT_BEACON_BAD_HELLO);
+    ck_assert_int_eq(hello_answer(br->port, good, 20, 1), CT_BEACON_BAD_HELLO);
     /* truncated then the TCP connection just closes: counted, nothing to tell */
     {
-        bt_client *c = cli(br.port);
+        bt_client *c = cli(br->port);
         ck_assert_int_eq(bt_write(c, good, 10, 2000), 0);
         bt_close(c, 0);
     }
-    ck_assert_int_eq(bt_wait_open(br.r, 0, 3000), 0);
-    s = stats(&br);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, 3000), 0);
+    s = stats(br);
     ck_assert_uint_eq(s.hellos_bad, 6);
     ck_assert_uint_eq(s.refused_version, 1);
     ck_assert_uint_eq(s.waiting, 0);
     ck_assert_uint_eq(s.rooms, 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
 START_TEST(data_before_paired)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32], h[CT_BEACON_HELLO_LEN + 1];
     bt_client *c;
     uint8_t one = 0x42;
 
     opts(&o);
-    start(&br, &o);
+    br = start(&o);
     bt_random(room, 32);
     /* one byte more than the hello, in the same record */
     ck_assert_int_eq(ct_beacon_hello_encode(CT_ROLE_BRIDGE, room, h), CT_OK);
     h[CT_BEACON_HELLO_LEN] = 0;
-    ck_assert_int_eq(hello_answer(br.port, h, sizeof h, 0), CT_BEACON_BAD_HELLO);
+    ck_assert_int_eq(hello_answer(br->port, h, sizeof h, 0), CT_BEACON_BAD_HELLO);
     /* a byte while waiting */
-    c = waiter(br.port, CT_ROLE_BRIDGE, room);
+    c = waiter(br->port, CT_ROLE_BRIDGE, room);
     ck_assert_int_eq(bt_write(c, &one, 1, 2000), 0);
     ck_assert_int_eq(bt_status_skip_waiting(c, 3000), CT_BEACON_BAD_HELLO);
     ck_assert_int_eq(bt_read(c, &one, 1, 3000), 0);
     bt_close(c, 0);
     /* an operator that sends data with its hello does not consume the waiting bridge */
     bt_random(room, 32);
-    c = waiter(br.port, CT_ROLE_BRIDGE, room);
+    c = waiter(br->port, CT_ROLE_BRIDGE, room);
     ck_assert_int_eq(ct_beacon_hello_encode(CT_ROLE_OPERATOR, room, h), CT_OK);
-    ck_assert_int_eq(hello_answer(br.port, h, sizeof h, 0), CT_BEACON_BAD_HELLO);
+    ck_assert_int_eq(hello_answer(br->port, h, sizeof h, 0), CT_BEACON_BAD_HELLO);
     {
-        bt_client *op = cli(br.port);
+        bt_client *op = cli(br->port);
         ck_assert_int_eq(bt_hello(op, CT_ROLE_OPERATOR, room, 2000), 0);
         ck_assert_int_eq(bt_status(op, 3000), CT_BEACON_PAIRED);
         ck_assert_int_eq(bt_status_skip_waiting(c, 3000), CT_BEACON_PAIRED);
         bt_close(op, 0);
     }
     bt_close(c, 0);
-    ck_assert_uint_eq(stats(&br).hellos_bad, 3);
-    ck_assert_int_eq(bt_wait_open(br.r, 0, 3000), 0);
-    ck_assert_uint_eq(stats(&br).rooms, 0);
-    finish(&br);
+    ck_assert_uint_eq(stats(br).hellos_bad, 3);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, 3000), 0);
+    ck_assert_uint_eq(stats(br).rooms, 0);
+    finish(br);
 }
 END_TEST
 
 START_TEST(slow_client_hits_hello_deadline)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32], h[CT_BEACON_HELLO_LEN];
     bt_client *c;
     int64_t t0;
@@ -741,11 +742,11 @@ START_TEST(slow_client_hits_hello_deadline)
 
     opts(&o);
     o.hello_timeout_ms = tl(600);
-    start(&br, &o);
+    br = start(&o);
     bt_random(room, 32);
     ck_assert_int_eq(ct_beacon_hello_encode(CT_ROLE_BRIDGE, room, h), CT_OK);
     t0 = bt_now_ms();
-    c = cli(br.port);
+    c = cli(br->port);
     /* one byte per 100 ms: the whole hello would take 4 s */
     for (int i = 0; i < CT_BEACON_HELLO_LEN && st == -2; i++) {
         if (bt_write(c, h + i, 1, 1000) != 0)
@@ -759,15 +760,15 @@ START_TEST(slow_client_hits_hello_deadline)
     bt_close(c, 0);
     /* a TCP connection that never starts TLS is closed by the same deadline */
     t0 = bt_now_ms();
-    raw = bt_tcp_connect("127.0.0.1", br.port, 2000);
+    raw = bt_tcp_connect("127.0.0.1", br->port, 2000);
     ck_assert_int_ge(raw, 0);
-    ck_assert_int_eq(bt_wait_open(br.r, 1, 3000), 0);
-    ck_assert_int_eq(bt_wait_open(br.r, 0, 3000), 0);
+    ck_assert_int_eq(bt_wait_open(br->r, 1, 3000), 0);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, tl(3000)), 0);
     ck_assert_int_ge(bt_now_ms() - t0, tl(600) - 50);
     ck_assert_int_lt(bt_now_ms() - t0, tl(1500));
     close(raw);
-    ck_assert_uint_eq(stats(&br).timeouts, 2);
-    finish(&br);
+    ck_assert_uint_eq(stats(br).timeouts, 2);
+    finish(br);
 }
 END_TEST
 
@@ -799,7 +800,7 @@ START_TEST(thousands_of_rooms)
     int n = ct_test_under_valgrind() ? 60 : 2000;
     int npair = n / 10;
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     struct rlimit rl;
     uint8_t(*rooms)[32] = malloc((size_t)n * 32);
     bt_client **b = calloc((size_t)n, sizeof *b);
@@ -821,26 +822,26 @@ START_TEST(thousands_of_rooms)
         goto out;
     }
     opts(&o);
-    start(&br, &o);
+    br = start(&o);
     /* warm up the allocator and wolfSSL's per-thread tables */
     {
         uint8_t r0[32];
         bt_client *w0;
         bt_random(r0, 32);
-        w0 = waiter(br.port, CT_ROLE_BRIDGE, r0);
+        w0 = waiter(br->port, CT_ROLE_BRIDGE, r0);
         bt_close(w0, 0);
-        ck_assert_int_eq(bt_wait_open(br.r, 0, 3000), 0);
+        ck_assert_int_eq(bt_wait_open(br->r, 0, 3000), 0);
     }
     heap0 = mallinfo2().uordblks;
     rss0 = rss_kb();
     t0 = bt_now_ms();
     for (int i = 0; i < n; i++) {
         bt_random(rooms[i], 32);
-        b[i] = waiter(br.port, CT_ROLE_BRIDGE, rooms[i]);
+        b[i] = waiter(br->port, CT_ROLE_BRIDGE, rooms[i]);
         bt_drop_tls(b[i]); /* keep only the socket: measure the beacon's memory */
     }
     want = (uint32_t)n;
-    ck_assert_int_eq(bt_wait_stats(br.r, waiting_is, &want, 5000), 0);
+    ck_assert_int_eq(bt_wait_stats(br->r, waiting_is, &want, 5000), 0);
     heap1 = mallinfo2().uordblks;
     rss1 = rss_kb();
     fprintf(stderr,
@@ -849,10 +850,10 @@ START_TEST(thousands_of_rooms)
             n, (long long)(bt_now_ms() - t0),
             heap1 > heap0 ? (double)(heap1 - heap0) / 1024.0 / n : 0.0,
             (double)(rss1 - rss0) / n);
-    ck_assert_uint_eq(stats(&br).rooms, (uint64_t)n);
+    ck_assert_uint_eq(stats(br).rooms, (uint64_t)n);
     /* pairing latency: hello sent -> PAIRED received, with n rooms waiting */
     for (int i = 0; i < npair; i++) {
-        bt_client *op = cli(br.port);
+        bt_client *op = cli(br->port);
         struct timespec a, z;
         clock_gettime(CLOCK_MONOTONIC, &a);
         ck_assert_int_eq(bt_hello(op, CT_ROLE_OPERATOR, rooms[i * 10], 2000), 0);
@@ -869,13 +870,13 @@ START_TEST(thousands_of_rooms)
             (long long)lat[npair - 1]);
     if (!ct_test_under_valgrind())
         ck_assert_msg(lat[npair * 99 / 100] < 50000, "p99 %lld us", (long long)lat[npair * 99 / 100]);
-    ck_assert_uint_eq(stats(&br).pairs, (uint64_t)npair);
+    ck_assert_uint_eq(stats(br).pairs, (uint64_t)npair);
     for (int i = 0; i < n; i++)
         bt_close(b[i], 0);
-    ck_assert_int_eq(bt_wait_open(br.r, 0, 10000), 0);
-    ck_assert_uint_eq(stats(&br).rooms, 0);
-    ck_assert_uint_eq(stats(&br).waiting, 0);
-    finish(&br);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, 10000), 0);
+    ck_assert_uint_eq(stats(br).rooms, 0);
+    ck_assert_uint_eq(stats(br).waiting, 0);
+    finish(br);
 out:
     free(rooms);
     free(b);
@@ -886,75 +887,81 @@ END_TEST
 START_TEST(per_address_connection_cap)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     bt_client *c[6];
     uint8_t room[32];
 
     opts(&o);
     o.max_conns_per_ip = 5;
-    start(&br, &o);
+    br = start(&o);
     for (int i = 0; i < 5; i++) {
         bt_random(room, 32);
-        c[i] = waiter(br.port, CT_ROLE_BRIDGE, room);
+        c[i] = waiter(br->port, CT_ROLE_BRIDGE, room);
     }
-    c[5] = cli(br.port);
+    c[5] = cli(br->port);
     bt_random(room, 32);
     bt_hello(c[5], CT_ROLE_BRIDGE, room, 2000); /* may fail: the refusal comes first */
     ck_assert_int_eq(bt_status(c[5], 3000), CT_BEACON_RATE_LIMITED);
-    ck_assert_uint_eq(stats(&br).refused_rate_limited, 1);
-    ck_assert_uint_eq(stats(&br).refused_ip_conns, 1);
+    ck_assert_uint_eq(stats(br).refused_rate_limited, 1);
+    ck_assert_uint_eq(stats(br).refused_ip_conns, 1);
     ck_assert_int_eq(bt_log_count(&g_log, "\"status\":\"RATE_LIMITED\""), 1);
     bt_close(c[5], 0);
     /* one leaves: a new one is admitted */
     bt_close(c[0], 0);
-    ck_assert_int_eq(bt_wait_open(br.r, 4, 3000), 0);
+    ck_assert_int_eq(bt_wait_open(br->r, 4, 3000), 0);
     bt_random(room, 32);
-    c[0] = waiter(br.port, CT_ROLE_BRIDGE, room);
+    c[0] = waiter(br->port, CT_ROLE_BRIDGE, room);
     for (int i = 0; i < 5; i++)
         bt_close(c[i], 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
 START_TEST(per_address_accept_rate)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     bt_client *c;
-    int fd[2];
+    int fd[3];
     uint8_t room[32];
 
     opts(&o);
     o.accept_rate_per_ip = 1; /* burst 2 */
-    start(&br, &o);
-    /* two plain TCP connections (fast) use up the burst */
-    for (int i = 0; i < 2; i++) {
-        fd[i] = bt_tcp_connect("127.0.0.1", br.port, 2000);
+    o.threads = 1;            /* one listener: accepted in connect order */
+    br = start(&o);
+    /* three TCP connections at once (the verdict is taken at accept): two use
+     * up the burst, the third then runs TLS to hear its refusal */
+    for (int i = 0; i < 3; i++) {
+        fd[i] = bt_tcp_connect("127.0.0.1", br->port, 2000);
         ck_assert_int_ge(fd[i], 0);
     }
-    c = cli(br.port);
+    {
+        const char *why = "";
+        c = bt_connect_fd(g_cli, fd[2], tl(3000), &why);
+        ck_assert_msg(c != NULL, "TLS: %s", why);
+    }
     bt_random(room, 32);
     bt_hello(c, CT_ROLE_BRIDGE, room, 2000);
     ck_assert_int_eq(bt_status(c, 3000), CT_BEACON_RATE_LIMITED);
-    ck_assert_uint_eq(stats(&br).refused_ip_rate, 1);
+    ck_assert_uint_eq(stats(br).refused_ip_rate, 1);
     bt_close(c, 0);
     close(fd[0]);
     close(fd[1]);
     /* tokens come back: 1 per second */
     usleep(1100000);
-    c = cli(br.port);
+    c = cli(br->port);
     bt_random(room, 32);
     ck_assert_int_eq(bt_hello(c, CT_ROLE_BRIDGE, room, 2000), 0);
     ck_assert_int_eq(bt_status(c, 3000), CT_BEACON_WAITING);
     bt_close(c, 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
 START_TEST(refusals_with_status_are_rate_limited)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     bt_client *keep;
     int with_status = 0, closed = 0, limit;
     int64_t t0;
@@ -962,19 +969,19 @@ START_TEST(refusals_with_status_are_rate_limited)
 
     opts(&o);
     o.max_conns_per_ip = 1;
-    start(&br, &o);
-    keep = cli(br.port);
+    br = start(&o);
+    keep = cli(br->port);
     t0 = bt_now_ms();
     for (int i = 0; i < 14; i++) {
         const char *why = "";
-        bt_client *c = bt_connect(g_cli, "127.0.0.1", br.port, 3000, &why);
+        bt_client *c = bt_connect(g_cli, "127.0.0.1", br->port, 3000, &why);
         if (c && bt_status(c, 3000) == CT_BEACON_RATE_LIMITED)
             with_status++;
         else
             closed++;
         bt_close(c, 0);
     }
-    s = stats(&br);
+    s = stats(br);
     /* burst 8, plus 2 per second of the loop; the rest closed without TLS */
     limit = 8 + (int)(2 * (bt_now_ms() - t0) / 1000) + 1;
     ck_assert_msg(with_status >= 8 && with_status <= limit, "with status %d", with_status);
@@ -984,7 +991,7 @@ START_TEST(refusals_with_status_are_rate_limited)
     ck_assert_uint_eq(s.closed_without_status, (uint64_t)closed);
     ck_assert_uint_eq(s.refused_rate_limited, 14);
     bt_close(keep, 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
@@ -996,7 +1003,7 @@ static int accepted_n(const ct_relay_stats *s, void *arg)
 START_TEST(global_connection_cap)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     int fd[3];
     bt_client *c;
     const char *why = "";
@@ -1005,26 +1012,26 @@ START_TEST(global_connection_cap)
 
     opts(&o);
     o.max_conns = 3;
-    start(&br, &o);
+    br = start(&o);
     for (int i = 0; i < 3; i++) {
-        fd[i] = bt_tcp_connect("127.0.0.1", br.port, 2000);
+        fd[i] = bt_tcp_connect("127.0.0.1", br->port, 2000);
         ck_assert_int_ge(fd[i], 0);
     }
-    ck_assert_int_eq(bt_wait_stats(br.r, accepted_n, &n3, 3000), 0);
+    ck_assert_int_eq(bt_wait_stats(br->r, accepted_n, &n3, 3000), 0);
     /* the fourth is closed right after accept, before any TLS */
-    c = bt_connect(g_cli, "127.0.0.1", br.port, 3000, &why);
+    c = bt_connect(g_cli, "127.0.0.1", br->port, 3000, &why);
     ck_assert_ptr_null(c);
-    s = stats(&br);
+    s = stats(br);
     ck_assert_uint_eq(s.refused_overloaded, 1);
     ck_assert_uint_eq(s.closed_without_status, 1);
     ck_assert_uint_eq(s.conns_open, 3);
     close(fd[0]);
-    ck_assert_int_eq(bt_wait_open(br.r, 2, 3000), 0);
-    c = cli(br.port); /* room again */
+    ck_assert_int_eq(bt_wait_open(br->r, 2, 3000), 0);
+    c = cli(br->port); /* room again */
     bt_close(c, 0);
     close(fd[1]);
     close(fd[2]);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
@@ -1077,35 +1084,35 @@ START_TEST(no_fd_or_memory_growth)
 {
     int n = ct_test_under_valgrind() ? 300 : 10000;
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     int fds0, fds1;
     size_t heap0, heap1;
     ct_relay_stats s;
     int64_t t0 = bt_now_ms();
 
     opts(&o);
-    start(&br, &o);
+    br = start(&o);
     /* warm-up: free lists, tables, and wolfSSL's per-thread FP_ECC tables
      * (about 800 KB each, built lazily by each worker and the test thread) */
     for (int i = 0; i < (ct_test_under_valgrind() ? 10 : 100); i++)
-        cycle(br.port, 10);
+        cycle(br->port, 10);
     for (int i = 0; i < (ct_test_under_valgrind() ? 30 : 300); i++)
-        cycle(br.port, i);
-    ck_assert_int_eq(bt_wait_open(br.r, 0, 5000), 0);
+        cycle(br->port, i);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, 5000), 0);
     fds0 = count_fds();
     heap0 = mallinfo2().uordblks;
     for (int i = 0; i < n; i++) {
-        cycle(br.port, i);
+        cycle(br->port, i);
         if (i % 500 == 499) { /* stay clear of the accept backlog and TIME_WAIT churn */
-            ck_assert_int_eq(bt_wait_open(br.r, 0, 5000), 0);
+            ck_assert_int_eq(bt_wait_open(br->r, 0, 5000), 0);
             if (getenv("BT_DEBUG_HEAP"))
                 fprintf(stderr, "  %d: heap %zu\n", i, mallinfo2().uordblks);
         }
     }
-    ck_assert_int_eq(bt_wait_open(br.r, 0, 10000), 0);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, 10000), 0);
     fds1 = count_fds();
     heap1 = mallinfo2().uordblks;
-    s = stats(&br);
+    s = stats(br);
     fprintf(stderr,
             "no_growth: %d cycles in %lld ms; fds %d -> %d; heap %zu -> %zu bytes; "
             "accepted %llu, handshakes failed %llu, pairs %llu\n",
@@ -1118,14 +1125,14 @@ START_TEST(no_fd_or_memory_growth)
     ck_assert_uint_eq(s.waiting, 0);
     ck_assert_uint_eq(s.rooms, 0);
     ck_assert_uint_eq(s.paired_sessions, 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
 START_TEST(reload_certificate)
 {
     ct_relay_options o;
-    bt_relay br;
+    bt_relay *br;
     bt_pki p2;
     void *cli2;
     bt_client *old_side, *c, *new_side;
@@ -1134,20 +1141,20 @@ START_TEST(reload_certificate)
     ct_error err;
 
     opts(&o);
-    start(&br, &o);
+    br = start(&o);
     bt_random(room, 32);
-    old_side = waiter(br.port, CT_ROLE_BRIDGE, room); /* accepted with the old cert */
+    old_side = waiter(br->port, CT_ROLE_BRIDGE, room); /* accepted with the old cert */
     bt_pki_make(g_ctx, &p2);
     cli2 = bt_client_ctx_new(p2.ca_der, p2.ca_len);
-    ck_assert_int_eq(ct_relay_reload_cert(br.r, (const uint8_t *)"junk", 4, p2.key, &err),
+    ck_assert_int_eq(ct_relay_reload_cert(br->r, (const uint8_t *)"junk", 4, p2.key, &err),
                      CT_E_CERT);
-    ck_assert_int_eq(ct_relay_reload_cert(br.r, p2.cert_der, p2.cert_len, g_pki.key, &err),
+    ck_assert_int_eq(ct_relay_reload_cert(br->r, p2.cert_der, p2.cert_len, g_pki.key, &err),
                      CT_E_CERT); /* key does not match */
-    ck_ok(ct_relay_reload_cert(br.r, p2.cert_der, p2.cert_len, p2.key, &err), &err);
+    ck_ok(ct_relay_reload_cert(br->r, p2.cert_der, p2.cert_len, p2.key, &err), &err);
     /* new connections get the new certificate */
-    c = bt_connect(g_cli, "127.0.0.1", br.port, 3000, &why);
+    c = bt_connect(g_cli, "127.0.0.1", br->port, 3000, &why);
     ck_assert_ptr_null(c);
-    new_side = bt_connect(cli2, "127.0.0.1", br.port, 3000, &why);
+    new_side = bt_connect(cli2, "127.0.0.1", br->port, 3000, &why);
     ck_assert_msg(new_side != NULL, "new cert: %s", why);
     /* an old session and a new one pair and talk */
     ck_assert_int_eq(bt_hello(new_side, CT_ROLE_OPERATOR, room, 2000), 0);
@@ -1159,7 +1166,7 @@ START_TEST(reload_certificate)
     ck_assert_int_eq(b, 9);
     bt_close(old_side, 0);
     bt_close(new_side, 0);
-    finish(&br);
+    finish(br);
     bt_client_ctx_free(cli2);
     bt_pki_free(&p2);
 }
@@ -1170,7 +1177,7 @@ START_TEST(ipv6_loopback)
     ct_relay_options o;
     ct_relay *r = NULL;
     ct_error err;
-    bt_relay br;
+    bt_relay *br;
     uint8_t room[32];
     bt_client *a, *b;
     const char *why = "";
@@ -1182,19 +1189,19 @@ START_TEST(ipv6_loopback)
         return;
     }
     ct_relay_free(r);
-    start(&br, &o);
+    br = start(&o);
     bt_random(room, 32);
-    a = bt_connect(g_cli, "::1", br.port, 3000, &why);
+    a = bt_connect(g_cli, "::1", br->port, 3000, &why);
     ck_assert_msg(a != NULL, "connect ::1: %s", why);
     ck_assert_int_eq(bt_hello(a, CT_ROLE_BRIDGE, room, 2000), 0);
     ck_assert_int_eq(bt_status(a, 3000), CT_BEACON_WAITING);
-    b = bt_connect(g_cli, "::1", br.port, 3000, &why);
+    b = bt_connect(g_cli, "::1", br->port, 3000, &why);
     ck_assert_msg(b != NULL, "connect ::1: %s", why);
     ck_assert_int_eq(bt_hello(b, CT_ROLE_OPERATOR, room, 2000), 0);
     ck_assert_int_eq(bt_status(b, 3000), CT_BEACON_PAIRED);
     bt_close(a, 0);
     bt_close(b, 0);
-    finish(&br);
+    finish(br);
 }
 END_TEST
 
@@ -1203,7 +1210,7 @@ START_TEST(api_errors)
     ct_relay_options o;
     ct_relay *r = NULL, *r2 = NULL;
     ct_error err;
-    bt_relay br;
+    bt_relay *br;
     bt_pki p2;
 
     opts(&o);
@@ -1235,11 +1242,11 @@ START_TEST(api_errors)
     ct_relay_free(r);
     /* serve runs once; free without serve is fine */
     opts(&o);
-    start(&br, &o);
-    ct_relay_stop(br.r);
-    ck_assert_int_eq(bt_relay_wait(&br, 3000), 0);
-    ck_assert_int_eq(ct_relay_serve(br.r, &err), CT_E_STATE);
-    finish(&br);
+    br = start(&o);
+    ct_relay_stop(br->r);
+    ck_assert_int_eq(bt_relay_wait(br, 3000), 0);
+    ck_assert_int_eq(ct_relay_serve(br->r, &err), CT_E_STATE);
+    finish(br);
     /* drain before serve: serve returns at once */
     opts(&o);
     ck_ok(ct_relay_new(g_ctx, &o, &r, &err), &err);
@@ -1253,10 +1260,248 @@ START_TEST(api_errors)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------------ */
+/* The peer side: ct_beacon_connect                                    */
+
+static void beacon_opts(ct_beacon_options *bo, uint16_t port)
+{
+    *bo = (ct_beacon_options)CT_BEACON_OPTIONS_INIT;
+    bo->host = "127.0.0.1";
+    bo->port = port;
+    bo->ca = g_pki.ca_der;
+    bo->ca_len = g_pki.ca_len;
+    bo->connect_timeout_ms = tl(5000);
+    bo->pair_timeout_ms = tl(10000);
+}
+
+enum { INNER_N = 64 * 1024 };
+
+struct inner_side {
+    uint16_t port;
+    const uint8_t *room;
+    ct_beacon_role role;
+    const ct_secret *psk;
+    const uint8_t *out; /* INNER_N bytes to send */
+    uint8_t *in;        /* INNER_N bytes expected */
+    ct_err rc;
+    char why[300];
+};
+
+/*
+ * One peer: pairs through the beacon, then runs its own TLS 1.3 (PSK) inside
+ * the beacon connection, sends INNER_N bytes, ends its direction, and reads
+ * the partner's INNER_N bytes up to the partner's end of stream.
+ */
+static void *inner_peer(void *arg)
+{
+    struct inner_side *x = arg;
+    ct_beacon_options bo;
+    ct_tls_options to = CT_TLS_OPTIONS_INIT;
+    ct_tls_config *cfg = NULL;
+    ct_conn *leg = NULL, *e2e = NULL;
+    ct_error err;
+    uint8_t b;
+    size_t got = 0;
+
+    ct_error_clear(&err);
+    beacon_opts(&bo, x->port);
+    x->rc = ct_beacon_connect(g_ctx, &bo, x->role, x->room, &leg, &err);
+    if (x->rc != CT_OK)
+        goto out;
+    to.role = x->role == CT_ROLE_OPERATOR ? CT_TLS_SERVER : CT_TLS_CLIENT;
+    to.psk = x->psk;
+    to.psk_identity = "beacon-test";
+    if ((x->rc = ct_tls_config_new(g_ctx, &to, &cfg, &err)) != CT_OK)
+        goto out;
+    x->rc = ct_tls_wrap(cfg, leg, tl(10000), &e2e, &err);
+    leg = NULL;
+    if (x->rc != CT_OK)
+        goto out;
+    if ((x->rc = ct_conn_send_all(e2e, x->out, INNER_N, NULL, tl(10000), &err)) != CT_OK ||
+        (x->rc = ct_conn_shutdown_write(e2e, tl(5000), &err)) != CT_OK ||
+        (x->rc = ct_conn_recv_exact(e2e, x->in, INNER_N, &got, tl(10000), &err)) != CT_OK)
+        goto out;
+    x->rc = ct_conn_recv(e2e, &b, 1, &got, tl(5000), &err);
+    x->rc = x->rc == CT_E_CLOSED ? CT_OK : CT_E_PROTO; /* the partner's clean end */
+out:
+    snprintf(x->why, sizeof x->why, "%s: %s", ct_err_name(x->rc), err.message);
+    ct_conn_free(e2e);
+    ct_conn_free(leg);
+    ct_tls_config_free(cfg);
+    ct_thread_cleanup();
+    return NULL;
+}
+
+START_TEST(client_pairs_and_runs_tls_inside)
+{
+    ct_relay_options o;
+    bt_relay *br;
+    uint8_t room[32], psk_bytes[32];
+    uint8_t *a = malloc(INNER_N), *b = malloc(INNER_N), *ra = malloc(INNER_N),
+            *rb = malloc(INNER_N);
+    ct_secret *psk = NULL;
+    struct inner_side op, bridge;
+    pthread_t t;
+    ct_error err;
+    ct_relay_stats s;
+
+    opts(&o);
+    br = start(&o);
+    bt_random(room, 32);
+    bt_random(psk_bytes, sizeof psk_bytes);
+    bt_random(a, INNER_N);
+    bt_random(b, INNER_N);
+    ck_ok(ct_secret_from(psk_bytes, sizeof psk_bytes, &psk, &err), &err);
+    bridge = (struct inner_side){br->port, room, CT_ROLE_BRIDGE, psk, b, ra, CT_E_INTERNAL, ""};
+    op = (struct inner_side){br->port, room, CT_ROLE_OPERATOR, psk, a, rb, CT_E_INTERNAL, ""};
+    ck_assert_int_eq(pthread_create(&t, NULL, inner_peer, &bridge), 0);
+    inner_peer(&op);
+    pthread_join(t, NULL);
+    ck_assert_msg(op.rc == CT_OK, "operator: %s", op.why);
+    ck_assert_msg(bridge.rc == CT_OK, "bridge: %s", bridge.why);
+    ck_assert_mem_eq(a, ra, INNER_N);
+    ck_assert_mem_eq(b, rb, INNER_N);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, tl(3000)), 0);
+    s = stats(br);
+    ck_assert_uint_eq(s.pairs, 1);
+    ck_assert_uint_gt(s.bytes_relayed, 2 * (uint64_t)INNER_N); /* plus inner TLS overhead */
+    ck_assert_uint_eq(s.aborts, 0);
+    ck_assert_int_eq(bt_log_count(&g_log, "\"end\":\"close\""), 1);
+    ct_secret_free(psk);
+    finish(br);
+    free(a);
+    free(b);
+    free(ra);
+    free(rb);
+}
+END_TEST
+
+START_TEST(client_refusals_and_timeouts)
+{
+    ct_relay_options o;
+    bt_relay *br;
+    ct_beacon_options bo;
+    uint8_t room[32];
+    bt_client *w;
+    ct_conn *c = NULL;
+    ct_error err;
+    int64_t t0;
+
+    opts(&o);
+    o.wait_timeout_ms = 300;
+    br = start(&o);
+    beacon_opts(&bo, br->port);
+    /* a second operator-side peer: ROOM_BUSY */
+    bt_random(room, 32);
+    w = waiter(br->port, CT_ROLE_OPERATOR, room);
+    ck_err(ct_beacon_connect(g_ctx, &bo, CT_ROLE_OPERATOR, room, &c, &err), CT_E_REFUSED, &err);
+    ck_assert_int_eq(err.os_error, CT_BEACON_ROOM_BUSY);
+    ck_assert_ptr_null(c);
+    bt_close(w, 0);
+    /* nobody comes within pair_timeout_ms */
+    bt_random(room, 32);
+    bo.pair_timeout_ms = 150;
+    t0 = bt_now_ms();
+    ck_err(ct_beacon_connect(g_ctx, &bo, CT_ROLE_BRIDGE, room, &c, &err), CT_E_TIMEOUT, &err);
+    ck_assert_int_eq(err.os_error, 0);
+    ck_assert_int_lt(bt_now_ms() - t0, tl(2000));
+    /* the beacon's own waiting limit comes first: its TIMEOUT status */
+    bo.pair_timeout_ms = tl(10000);
+    ck_err(ct_beacon_connect(g_ctx, &bo, CT_ROLE_BRIDGE, room, &c, &err), CT_E_TIMEOUT, &err);
+    ck_assert_int_eq(err.os_error, CT_BEACON_TIMEOUT);
+    /* draining */
+    ct_relay_drain(br->r);
+    ck_assert_int_eq(bt_relay_wait(br, tl(3000)), 0);
+    ck_assert_int_ne(ct_beacon_connect(g_ctx, &bo, CT_ROLE_BRIDGE, room, &c, &err), CT_OK);
+    ck_assert_ptr_null(c);
+    finish(br);
+}
+END_TEST
+
+START_TEST(client_verifies_the_beacon)
+{
+    ct_relay_options o;
+    bt_relay *br;
+    ct_beacon_options bo;
+    uint8_t room[32], bad_pin[32];
+    ct_conn *c = NULL;
+    ct_error err;
+    bt_pki other;
+    bt_client *partner;
+
+    opts(&o);
+    br = start(&o);
+    bt_random(room, 32);
+    /* another CA */
+    bt_pki_make(g_ctx, &other);
+    beacon_opts(&bo, br->port);
+    bo.ca = other.ca_der;
+    bo.ca_len = other.ca_len;
+    ck_err(ct_beacon_connect(g_ctx, &bo, CT_ROLE_BRIDGE, room, &c, &err), CT_E_CERT, &err);
+    bt_pki_free(&other);
+    /* the right CA but another name */
+    beacon_opts(&bo, br->port);
+    bo.server_name = "beacon.example";
+    ck_err(ct_beacon_connect(g_ctx, &bo, CT_ROLE_BRIDGE, room, &c, &err), CT_E_CERT, &err);
+    /* a wrong pin */
+    memcpy(bad_pin, g_pki.spki_sha256, 32);
+    bad_pin[0] ^= 1;
+    beacon_opts(&bo, br->port);
+    bo.ca = NULL;
+    bo.ca_len = 0;
+    bo.pin_sha256 = bad_pin;
+    ck_err(ct_beacon_connect(g_ctx, &bo, CT_ROLE_BRIDGE, room, &c, &err), CT_E_CERT, &err);
+    ck_assert_ptr_null(c);
+    /* the right pin alone is enough; pair with a raw client */
+    partner = waiter(br->port, CT_ROLE_OPERATOR, room);
+    bo.pin_sha256 = g_pki.spki_sha256;
+    ck_ok(ct_beacon_connect(g_ctx, &bo, CT_ROLE_BRIDGE, room, &c, &err), &err);
+    ck_assert_int_eq(bt_status_skip_waiting(partner, 3000), CT_BEACON_PAIRED);
+    {
+        uint8_t x = 0x5a;
+        size_t got = 0;
+        ck_assert_int_eq(bt_write(partner, &x, 1, 2000), 0);
+        x = 0;
+        ck_ok(ct_conn_recv_exact(c, &x, 1, &got, 3000, &err), &err);
+        ck_assert_int_eq(x, 0x5a);
+    }
+    ct_conn_free(c);
+    bt_close(partner, 0);
+    finish(br);
+}
+END_TEST
+
+START_TEST(client_invalid_arguments)
+{
+    ct_beacon_options bo;
+    uint8_t room[32] = {0};
+    ct_conn *c = NULL;
+    ct_error err;
+
+    beacon_opts(&bo, 1);
+    ck_err(ct_beacon_connect(g_ctx, &bo, CT_ROLE_BRIDGE, room, NULL, &err), CT_E_INVALID, &err);
+    ck_err(ct_beacon_connect(g_ctx, NULL, CT_ROLE_BRIDGE, room, &c, &err), CT_E_INVALID, &err);
+    ck_err(ct_beacon_connect(g_ctx, &bo, CT_ROLE_BRIDGE, NULL, &c, &err), CT_E_INVALID, &err);
+    ck_err(ct_beacon_connect(g_ctx, &bo, (ct_beacon_role)3, room, &c, &err), CT_E_INVALID, &err);
+    bo.version = 7;
+    ck_err(ct_beacon_connect(g_ctx, &bo, CT_ROLE_BRIDGE, room, &c, &err), CT_E_VERSION, &err);
+    beacon_opts(&bo, 1);
+    bo.host = NULL;
+    ck_err(ct_beacon_connect(g_ctx, &bo, CT_ROLE_BRIDGE, room, &c, &err), CT_E_INVALID, &err);
+    beacon_opts(&bo, 1);
+    bo.ca = NULL; /* no way to verify the beacon */
+    bo.ca_len = 0;
+    ck_err(ct_beacon_connect(g_ctx, &bo, CT_ROLE_BRIDGE, room, &c, &err), CT_E_INVALID, &err);
+    ck_assert_ptr_null(c);
+}
+END_TEST
+
 Suite *ct_test_suite(void)
 {
     Suite *s = suite_create("relay");
     TCase *tc = tcase_create("relay");
+    TCase *cl = tcase_create("client");
     TCase *big = tcase_create("scale");
 
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -1287,6 +1532,14 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, ipv6_loopback);
     tcase_add_test(tc, api_errors);
     suite_add_tcase(s, tc);
+
+    tcase_add_checked_fixture(cl, setup, teardown);
+    tcase_set_timeout(cl, 120);
+    tcase_add_test(cl, client_pairs_and_runs_tls_inside);
+    tcase_add_test(cl, client_refusals_and_timeouts);
+    tcase_add_test(cl, client_verifies_the_beacon);
+    tcase_add_test(cl, client_invalid_arguments);
+    suite_add_tcase(s, cl);
 
     tcase_add_checked_fixture(big, setup, teardown);
     tcase_set_timeout(big, 240);
