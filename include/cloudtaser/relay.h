@@ -89,11 +89,17 @@ typedef struct ct_beacon_options {
  * waits until the beacon pairs this peer (ignoring keepalives). Returns the
  * connection, positioned right after PAIRED: every byte from now on comes
  * from the partner, so the caller runs its own TLS over *out.
+ * Deadlines: TCP, TLS, the hello and the beacon's first status byte within
+ * connect_timeout_ms; then PAIRED within pair_timeout_ms. Blocks the
+ * calling thread meanwhile. *out owns the TLS session and its
+ * configuration (it is not itself a TLS connection for ct_tls_cipher).
  * Errors: CT_E_REFUSED with err->os_error = the beacon's refusal status
  * (ROOM_BUSY, RATE_LIMITED, DRAINING, OVERLOADED, ...), CT_E_TIMEOUT (no
- * partner within pair_timeout_ms, or the beacon's TIMEOUT), CT_E_CERT (the
- * beacon failed verification), CT_E_PROTO (unexpected status byte),
- * transport errors.
+ * partner within pair_timeout_ms: os_error 0; the beacon's TIMEOUT:
+ * os_error 0x14), CT_E_CERT (the beacon failed verification), CT_E_PROTO
+ * (unexpected status byte), CT_E_CLOSED (closed before PAIRED without a
+ * status: treat like OVERLOADED and retry later), CT_E_INVALID (no way to
+ * verify the beacon, bad role), transport errors.
  */
 CT_API ct_err ct_beacon_connect(ct_ctx *ctx, const ct_beacon_options *opts,
                                 ct_beacon_role role, const uint8_t room[32],
