@@ -577,7 +577,7 @@ int bt_transfer(bt_flow *f, int n, int timeout_ms, const char **why)
                             }
                         } else if (e != WOLFSSL_ERROR_WANT_READ &&
                                    e != WOLFSSL_ERROR_WANT_WRITE) {
-                            fprintf(stderr, "bt_transfer: flow %d read error %d (got %zu/%zu)\n",
+                            fprintf(stderr, "bt_transfer: flow %d: wolfSSL error %d after %zu/%zu bytes\n",
                                     i, e, x->in_got, x->in_len);
                             *why = "read failed";
                             return -1;
