@@ -61,7 +61,7 @@ int ctp_fd_nonblock_cloexec(int fd);
 /* Maps an errno from a socket call to a ct_err. */
 ct_err ctp_errno_to_err(int e);
 
-/* Accessors used by wrappers (tls.c) over any conn. */
+/* Accessors used by wrappers (tls_conn.c) over any conn. */
 const ct_conn_ops *ctp_conn_ops(const ct_conn *c);
 void *ctp_conn_state(const ct_conn *c);
 

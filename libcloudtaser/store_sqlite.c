@@ -94,8 +94,8 @@ static const char *const sq_sql[ST_COUNT_] = {
     [ST_GET] = "SELECT value, version FROM kv WHERE key = ?1",
     [ST_VERSION] = "SELECT version FROM kv WHERE key = ?1",
     [ST_INSERT] = "INSERT INTO kv(key, value, version, updated_ms) VALUES (?1, ?2, 1, ?3)",
-    [ST_UPDATE] = "UPDATE kv SET value = ?2, version = version + 1, updated_ms = ?3 "
-                  "WHERE key = ?1",
+    [ST_UPDATE] = ("UPDATE kv SET value = ?2, version = version + 1, updated_ms = ?3 "
+                   "WHERE key = ?1"),
     [ST_DELETE] = "DELETE FROM kv WHERE key = ?1",
     /* A range, not LIKE: '_' and '%' in keys must not be wildcards. */
     [ST_LIST_RANGE] = "SELECT key FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key",

@@ -206,7 +206,7 @@ static void *run_peer(void *arg)
 static void *run_peer_thread(void *arg)
 {
     run_peer(arg);
-    ct_thread_cleanup(); /* the per-thread FP_ECC cache (see tls.c) */
+    ct_thread_cleanup(); /* the per-thread FP_ECC cache (see tls_conn.c) */
     return NULL;
 }
 
