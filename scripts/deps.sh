@@ -7,6 +7,7 @@ CT_PACKAGES=(
   gcc libc6-dev pkg-config meson ninja-build python3
   libwolfssl-dev libsqlite3-dev
   check openssl valgrind binutils
+  clang libclang-rt-dev
 )
 
 ct_install_deps() {
