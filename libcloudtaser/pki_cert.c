@@ -1,6 +1,7 @@
 /*
  * pki_cert.c - certificates: the self-signed per-cluster CA, PKCS#10
- * requests, leaf issuance from a request, and DER <-> PEM.
+ * requests, leaf issuance from a request, DER <-> PEM, certificate pins
+ * (SHA-256 of the SPKI) and throwaway CA + server certificates for dev use.
  *
  * A request's self-signature is verified once, by us, over the
  * CertificationRequestInfo bytes we extract ourselves (see csr_open): the
