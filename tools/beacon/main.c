@@ -94,7 +94,8 @@ static void usage(FILE *f)
 "                           127.0.0.1 and ::1) and prints the pin. Not for\n"
 "                           production.\n"
 "  --dev-name NAME          with --dev: one more DNS name or IP address for the\n"
-"                           certificate (repeatable; up to %d of each kind)\n"
+"                           certificate (repeatable; at most %d DNS names and\n"
+"                           %d addresses in all)\n"
 "  --dev-ca-out FILE        with --dev: write the throwaway CA certificate (PEM)\n"
 "                           to FILE, for clients that verify by CA\n"
 "\n"
@@ -153,7 +154,7 @@ static void usage(FILE *f)
 "  1  could not start (files, certificate, address in use) or serving failed\n"
 "  2  bad command line\n"
 "  3  stopped at once by a second SIGTERM or SIGINT\n",
-            CT_CERT_MAX_NAMES - 2, MAX_THREADS, DEF_HELLO_MS, DEF_WAIT_MS, DEF_KEEPALIVE_MS,
+            CT_CERT_MAX_NAMES, CT_CERT_MAX_NAMES, MAX_THREADS, DEF_HELLO_MS, DEF_WAIT_MS, DEF_KEEPALIVE_MS,
             DEF_LINGER_MS, DEF_DRAIN_MS, DEF_MAX_CONNS, DEF_MAX_CONNS_IP, DEF_RATE_IP,
             DEF_MAX_WAITING);
 }
@@ -716,7 +717,10 @@ static int run(config *c)
 
     if (bcn_metrics_start(&st, (const struct sockaddr *)&c->metrics.ss, c->metrics.sl, &metrics,
                           &mport, why, sizeof why) != 0) {
-        log_error("start_failed", why);
+        char msg[1024];
+        format_addr(&c->metrics, c->metrics.port, maddr, sizeof maddr);
+        snprintf(msg, sizeof msg, "--metrics %s: %s", maddr, why);
+        log_error("start_failed", msg);
         goto out;
     }
     format_addr(&c->metrics, mport, maddr, sizeof maddr);

@@ -224,8 +224,8 @@ int bcn_metrics_start(bcn_state *st, const struct sockaddr *sa, socklen_t sa_len
                            MHD_OPTION_END);
     if (!m->d) {
         free(m);
-        snprintf(why, why_len, "cannot start the metrics server (address in use or not "
-                               "available? see the metrics_http lines above)");
+        snprintf(why, why_len, "cannot start the HTTP server (address in use or not "
+                               "available? see the metrics_http line above)");
         return -1;
     }
     info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_BIND_PORT);
