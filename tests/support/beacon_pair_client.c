@@ -51,7 +51,11 @@ static int fail(ct_err rc, const ct_error *err, const char *what)
     if (rc == CT_E_CERT)
         return 3;
     if (rc == CT_E_REFUSED) {
-        printf("refused %s\n", ct_beacon_status_name(err->os_error));
+        /* a beacon status byte, or the TCP connection itself (errno) */
+        if (err->os_error >= CT_BEACON_BAD_HELLO && err->os_error <= CT_BEACON_BAD_VERSION)
+            printf("refused %s\n", ct_beacon_status_name(err->os_error));
+        else
+            printf("refused tcp\n");
         return 4;
     }
     if (rc == CT_E_TIMEOUT)
