@@ -129,6 +129,8 @@ struct conn {
     uint8_t shut_flush;    /* ... but not yet fully written */
     uint8_t wr_done;       /* close_notify written and TCP SHUT_WR done */
     uint8_t discarding;    /* CLOSING: reading and dropping until EOF */
+    uint8_t wdead;         /* PAIRED: writing to this conn failed; owed bytes are dropped */
+    uint8_t lossy;         /* PAIRED: bytes from this conn were dropped */
     uint8_t in_ready;
     uint8_t stq[3];        /* status bytes queued; stq[0] may be in flight */
     uint8_t stq_len;
@@ -916,7 +918,8 @@ static void all_del(struct worker *w, struct conn *c)
 
 static int can_read_relay(const struct conn *c)
 {
-    return c->state == ST_PAIRED && !c->rd_closed && c->rx_len == 0;
+    return c->state == ST_PAIRED && !c->rd_closed && c->rx_len == 0 && c->peer &&
+           !c->peer->wdead;
 }
 
 /* The events this conn waits for now. */
@@ -1165,6 +1168,18 @@ static int conn_flush(struct conn *c)
     int rc;
 
     c->wblocked = 0;
+    if (c->state == ST_PAIRED && c->wdead) {
+        /* c can take nothing more: what was owed to it is lost */
+        if (p && p->rx_len > 0) {
+            p->rx_len = 0;
+            buf_put(w, p->rx);
+            p->rx = NULL;
+            p->lossy = 1;
+        }
+        c->stq_len = 0;
+        c->wr_done = 1;
+        return WR_OK;
+    }
     if ((rc = flush_status(c)) != WR_OK)
         return rc;
     if (c->state == ST_PAIRED && p) {
@@ -1572,6 +1587,94 @@ static void start_tls(struct conn *c)
 /* ------------------------------------------------------------------ */
 /* Relaying                                                            */
 
+/*
+ * A session where one side can no longer be written to (dead) and whose
+ * own direction is complete: the other direction cannot complete any more.
+ * The survivor already has all the dead side sent plus close_notify; it is
+ * closed through CLOSING's bounded discard, so what it still sends does not
+ * make the kernel reset the connection before our last bytes reach it.
+ */
+static void pair_end_lossy(struct conn *dead)
+{
+    struct worker *w = dead->w;
+    struct conn *p = dead->peer;
+
+    log_session(w->r, dead, p, END_RESET, w->now);
+    STAT_DEC(w->r, paired_sessions);
+    STAT_INC(w->r, aborts);
+    dead->peer = NULL;
+    p->peer = NULL;
+    conn_close(dead);
+    buf_put(w, p->rx);
+    p->rx = NULL;
+    p->rx_len = 0;
+    ready_del(w, p);
+    p->state = ST_CLOSING;
+    p->stq_len = 0;
+    p->wblocked = 0;
+    p->discarding = 1;
+    if (timer_set(w, p, w->now + CLOSING_MS) < 0) {
+        conn_close(p);
+        return;
+    }
+    conn_arm(p);
+}
+
+/* Ends the session if nothing more can move. Returns 1 if it ended. */
+static int pair_settle(struct conn *c)
+{
+    struct conn *p = c->peer;
+    int c_done, p_done;
+
+    if (c->state != ST_PAIRED || !p)
+        return c->state != ST_PAIRED;
+    c_done = c->rd_closed && c->rx_len == 0 && p->wr_done; /* c -> p delivered and closed */
+    p_done = p->rd_closed && p->rx_len == 0 && c->wr_done; /* p -> c delivered and closed */
+    if (c_done && p_done) {
+        pair_close(c, c->lossy || p->lossy ? END_RESET : END_CLOSE);
+        return 1;
+    }
+    if (c->wdead && c_done) {
+        pair_end_lossy(c);
+        return 1;
+    }
+    if (p->wdead && p_done) {
+        pair_end_lossy(p);
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * Writing to c failed or its socket reported an error. Bytes owed to c are
+ * lost, but what c sent before (records queued in the socket, then perhaps
+ * its close_notify) is still read and delivered: a peer that ends with
+ * close_notify and then closes a socket holding unread bytes makes the
+ * kernel send a reset, and that must not destroy its clean end. Reading
+ * happens from the ready list, never recursively from here.
+ */
+static void relay_error(struct conn *c)
+{
+    struct conn *p = c->peer;
+    if (c->state != ST_PAIRED || c->wdead)
+        return;
+    c->wdead = 1;
+    c->hup_seen = 1; /* park it outside epoll whenever it waits for nothing */
+    conn_flush(c);   /* drops what was owed to c */
+    /* bounded: the survivor gets the linger time to take what c sent */
+    if (c->heap_idx < 0 && timer_set(c->w, c, c->w->now + c->w->r->o.linger_ms) < 0) {
+        pair_close(c, END_RESET);
+        return;
+    }
+    if (can_read_relay(c))
+        ready_add(c->w, c);
+    if (pair_settle(c))
+        return;
+    conn_arm(c);
+    if (p)
+        conn_arm(p);
+}
+
 /* Reads records from c and forwards them to its peer, within a budget. */
 static void pump(struct conn *c)
 {
@@ -1579,20 +1682,20 @@ static void pump(struct conn *c)
     struct conn *p = c->peer;
 
     for (int i = 0; i < READ_BUDGET; i++) {
-        int n, e, rc;
+        int n, e;
         if (c->state != ST_PAIRED || !p || !can_read_relay(c))
             break;
         if (!c->rx && !(c->rx = buf_get(w))) {
-            pair_close(c, END_RESET); /* out of memory: abort, never drop */
+            pair_close(c, END_RESET); /* out of memory: abort, never drop silently */
             return;
         }
         n = wolfSSL_read(c->ssl, c->rx, RELAY_BUF);
         if (n > 0) {
             c->rx_len = (uint32_t)n;
-            rc = conn_flush(p);
-            if (rc == WR_FATAL) {
-                pair_close(c, END_RESET);
-                return;
+            if (conn_flush(p) == WR_FATAL) {
+                relay_error(p);
+                if (c->state != ST_PAIRED)
+                    return;
             }
             continue;
         }
@@ -1609,21 +1712,19 @@ static void pump(struct conn *c)
                 return;
             }
             if (conn_flush(p) == WR_FATAL) {
-                pair_close(c, END_RESET);
-                return;
+                relay_error(p);
+                if (c->state != ST_PAIRED)
+                    return;
             }
             break;
         }
-        /* reset, TLS error, or FIN without close_notify (truncation) */
+        /* reset, TLS error, or FIN without close_notify while c's direction
+         * was open: a truncation, the partner must see an abort */
         pair_close(c, END_RESET);
         return;
     }
-    if (c->state != ST_PAIRED)
+    if (c->state != ST_PAIRED || pair_settle(c))
         return;
-    if (c->rd_closed && p->rd_closed && c->wr_done && p->wr_done) {
-        pair_close(c, END_CLOSE);
-        return;
-    }
     if (can_read_relay(c) && wolfSSL_pending(c->ssl) > 0)
         ready_add(w, c);
     conn_arm(c);
@@ -1636,15 +1737,11 @@ static void relay_writable(struct conn *c)
     struct conn *p = c->peer;
     int rc = conn_flush(c);
     if (rc == WR_FATAL) {
-        pair_close(c, END_RESET);
+        relay_error(c);
         return;
     }
-    if (!p)
+    if (!p || pair_settle(c))
         return;
-    if (c->rd_closed && p->rd_closed && c->wr_done && p->wr_done) {
-        pair_close(c, END_CLOSE);
-        return;
-    }
     conn_arm(c);
     if (rc == WR_OK && can_read_relay(p))
         pump(p); /* the record is out: the peer may be read again */
@@ -1677,11 +1774,13 @@ static void conn_event(struct conn *c, uint32_t ev)
         return;
     w->gone = NULL;
     if (ev & EPOLLERR) {
-        if (c->state == ST_PAIRED)
-            pair_close(c, END_RESET);
-        else
+        if (c->state != ST_PAIRED) {
             conn_close(c);
-        return;
+            return;
+        }
+        relay_error(c); /* still reads what c sent before the error */
+        if (c->state != ST_PAIRED)
+            return;
     }
     if (ev & EPOLLHUP)
         c->hup_seen = 1;
@@ -1711,7 +1810,7 @@ static void conn_event(struct conn *c, uint32_t ev)
             if (c->state != ST_PAIRED)
                 return;
         }
-        if (ev & (EPOLLIN | EPOLLHUP))
+        if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))
             pump(c);
         break;
     case ST_CLOSING:

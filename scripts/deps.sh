@@ -8,6 +8,7 @@ CT_PACKAGES=(
   libwolfssl-dev libsqlite3-dev
   libmicrohttpd-dev  # the tools' HTTP servers (cloudtaser-beacon's operations port)
   check openssl valgrind binutils
+  clang libclang-rt-dev
   curl               # tests: cloudtaser-beacon's /metrics, /healthz, /readyz
 )
 

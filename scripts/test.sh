@@ -3,7 +3,8 @@
 #   1. plain build (debugoptimized), all suites;
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build, all suites;
 #   3. valgrind (memcheck) over the unit and conformance suites;
-#   4. meson install into a temporary prefix, then an outside consumer built
+#   4. every libFuzzer target in fuzz/ briefly (clang, ASan+UBSan);
+#   5. meson install into a temporary prefix, then an outside consumer built
 #      with `pkg-config --cflags --libs cloudtaser` and run.
 # Ends with the line "N passed, N failed" (plus ", N skipped" if any) and
 # exits non-zero if anything failed.
@@ -64,6 +65,32 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 CK_FORK=no \
   run_meson_tests asan+ubsan "$out/asan"
 
 CT_LOG_SUFFIX=-valgrind run_meson_tests valgrind "$out/plain" --setup valgrind --suite unit --suite conformance
+
+echo "=== fuzz (libFuzzer, ${CT_FUZZ_SECONDS:-15} s per target) ==="
+if CC=clang meson setup "$out/fuzz" -Dfuzz=true -Dtests=false -Db_sanitize=address,undefined \
+     -Db_lundef=false >/dev/null && ninja -C "$out/fuzz" -j "$jobs" >/dev/null; then
+  fp=0; ff=0
+  for t in "$out"/fuzz/fuzz/fuzz_*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    corpus="$out/fuzz-corpus/$name"
+    mkdir -p "$corpus"
+    cp -r "fuzz/corpus/$name/." "$corpus/" 2>/dev/null || true
+    if "$t" -max_total_time="${CT_FUZZ_SECONDS:-15}" -timeout=10 -rss_limit_mb=2048 \
+         -artifact_prefix="$out/fuzz-" "$corpus" > "$out/$name.log" 2>&1; then
+      echo "$name: OK ($(grep -o 'Done [0-9]* runs' "$out/$name.log"))"
+      fp=$((fp + 1))
+    else
+      echo "$name: FAIL (see below; crashing input saved as $out/fuzz-*)"
+      tail -40 "$out/$name.log"
+      ff=$((ff + 1))
+    fi
+  done
+  echo "fuzz $fp $ff 0" >> "$summary"
+else
+  echo "fuzz: build FAILED"
+  echo "fuzz 0 1 0" >> "$summary"
+fi
 
 echo "=== install + pkg-config consumer ==="
 prefix="$out/prefix"

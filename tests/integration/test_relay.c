@@ -4,12 +4,17 @@
  * resource stability. The peers are a minimal wolfSSL client
  * (beacon_testlib.c) that verifies the beacon against a test CA.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -330,6 +335,66 @@ START_TEST(waiting_limit_timeout)
     ck_assert_uint_eq(stats(br).timeouts, 1);
     ck_assert_uint_eq(stats(br).waiting, 0);
     bt_close(b, 0);
+    finish(br);
+}
+END_TEST
+
+/* A session_log hook that stalls the (single) worker once, on demand. */
+static int g_stall_once;
+
+static void stalling_log(void *user, const char *line)
+{
+    bt_log_cb(user, line);
+    if (__atomic_exchange_n(&g_stall_once, 0, __ATOMIC_SEQ_CST))
+        usleep(tl(400) * 1000);
+}
+
+/*
+ * A peer that ends cleanly (data, close_notify) and then closes its socket
+ * with unread bytes, so the kernel sends a reset: what it sent must still
+ * reach its partner, followed by close_notify. To make the race certain the
+ * only worker is stalled (in the session log) while the operator's data,
+ * close_notify and reset all arrive, so the relay sees them in one wakeup:
+ * EPOLLIN | EPOLLERR with the data still queued in the socket.
+ */
+START_TEST(clean_end_then_reset_delivers_everything)
+{
+    enum { N = 6000 };
+    ct_relay_options o;
+    bt_relay *br;
+    uint8_t room[32], x[N], rx[N], bad[CT_BEACON_HELLO_LEN];
+    bt_client *op, *bridge, *rule_breaker;
+    const char *why = "";
+    int outq = -1;
+
+    opts(&o);
+    o.threads = 1;
+    o.session_log = stalling_log;
+    br = start(&o);
+    bt_random(x, N);
+    make_pair(br->port, room, &op, &bridge);
+    rule_breaker = cli(br->port);
+    memset(bad, 0, sizeof bad);
+    __atomic_store_n(&g_stall_once, 1, __ATOMIC_SEQ_CST);
+    ck_assert_int_eq(bt_write(rule_breaker, bad, sizeof bad, 2000), 0); /* BAD_HELLO: stall */
+    usleep(tl(50) * 1000);
+    ck_assert_int_eq(bt_write(op, x, N, 2000), 0);
+    ck_assert_int_eq(bt_shutdown(op, 2000), 0);
+    for (int64_t dl = bt_now_ms() + 2000; bt_now_ms() < dl; usleep(2000))
+        if (ioctl(bt_fd(op), SIOCOUTQ, &outq) == 0 && outq == 0)
+            break; /* the relay's kernel has acknowledged it all */
+    ck_assert_int_eq(outq, 0);
+    ck_assert_int_eq(__atomic_load_n(&g_stall_once, __ATOMIC_SEQ_CST), 0); /* still stalled */
+    bt_close(op, 1); /* RST */
+    {
+        bt_flow f = {.c = bridge, .in = rx, .in_len = N, .expect_close = 1};
+        ck_assert_msg(bt_transfer(&f, 1, tl(5000), &why) == 0, "bridge: %s", why);
+    }
+    ck_assert_mem_eq(x, rx, N);
+    ck_assert_int_eq(bt_status(rule_breaker, 3000), CT_BEACON_BAD_HELLO);
+    bt_close(rule_breaker, 0);
+    bt_close(bridge, 0);
+    ck_assert_int_eq(bt_wait_open(br->r, 0, 3000), 0);
     finish(br);
 }
 END_TEST
@@ -1534,6 +1599,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, half_close_operator_first);
     tcase_add_test(tc, half_close_bridge_first);
     tcase_add_test(tc, half_close_linger);
+    tcase_add_test(tc, clean_end_then_reset_delivers_everything);
     tcase_add_test(tc, dead_operator_fin);
     tcase_add_test(tc, dead_bridge_rst);
     tcase_add_test(tc, drain);
