@@ -1,6 +1,7 @@
 /*
  * pki_cert.c - certificates: the self-signed per-cluster CA, PKCS#10
- * requests, leaf issuance from a request, and DER <-> PEM.
+ * requests, leaf issuance from a request, DER <-> PEM, certificate pins
+ * (SHA-256 of the SPKI) and throwaway CA + server certificates for dev use.
  *
  * A request's self-signature is verified once, by us, over the
  * CertificationRequestInfo bytes we extract ourselves (see csr_open): the
@@ -10,6 +11,7 @@
  * costs ~3 ms and an ~800 KB FP_ECC table, so it is not done twice.)
  */
 #include "pki_internal.h"
+#include "tls_internal.h" /* ctp_tls_cert_spki */
 
 #include <errno.h>
 #include <stdlib.h>
@@ -558,4 +560,79 @@ ct_err ct_cert_pem_to_der(const char *pem, size_t len, uint8_t **der, size_t *de
     *der = buf;
     *der_len = (size_t)n;
     return CT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pins and throwaway server certificates                                   */
+
+ct_err ct_cert_pin_sha256(const uint8_t *cert, size_t len, uint8_t out[32], ct_error *err)
+{
+    uint8_t *der = NULL;
+    size_t der_len = len;
+    const uint8_t *spki;
+    size_t spki_len;
+    ct_err rc = CT_OK;
+
+    if (!cert || !len || !out)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_cert_pin_sha256: NULL or empty argument");
+    if (ctp_pki_find_bytes(cert, len, "-----BEGIN CERTIFICATE-----")) {
+        if ((rc = ct_cert_pem_to_der((const char *)cert, len, &der, &der_len, err)) != CT_OK)
+            return rc;
+        cert = der;
+    } else if (len > CTP_PKI_MAX_INPUT) {
+        return ctp_err(err, CT_E_TOOBIG, 0, "certificate of %zu bytes exceeds %zu", len,
+                       CTP_PKI_MAX_INPUT);
+    }
+    if (ctp_tls_cert_spki(cert, der_len, &spki, &spki_len) != 0) {
+        rc = ctp_err(err, CT_E_INVALID, 0, "not a certificate (no SubjectPublicKeyInfo found)");
+        goto out;
+    }
+    if ((rc = ct_sha256(spki, spki_len, out)) != CT_OK)
+        rc = ctp_err(err, rc, 0, "SHA-256 failed");
+out:
+    free(der);
+    return rc;
+}
+
+ct_err ct_cert_dev_server(ct_ctx *ctx, const ct_cert_options *opts, uint8_t **ca_der,
+                          size_t *ca_len, uint8_t **cert_der, size_t *cert_len, ct_key **key,
+                          ct_error *err)
+{
+    ct_cert_options cao = CT_CERT_OPTIONS_INIT;
+    ct_key *ca_key = NULL, *k = NULL;
+    uint8_t *ca = NULL, *csr = NULL, *cert = NULL;
+    size_t ca_n = 0, csr_n = 0, cert_n = 0;
+    ct_err rc;
+
+    if (!ca_der || !ca_len || !cert_der || !cert_len || !key)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_cert_dev_server: NULL output");
+    *ca_der = *cert_der = NULL;
+    *ca_len = *cert_len = 0;
+    *key = NULL;
+    if (!opts)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_cert_dev_server: opts is NULL");
+    cao.common_name = "cloudtaser throwaway CA";
+    cao.organization = opts->organization;
+    cao.days_valid = opts->days_valid;
+    if ((rc = ct_key_generate(ctx, &ca_key, err)) != CT_OK ||
+        (rc = ct_ca_create(ctx, ca_key, &cao, &ca, &ca_n, err)) != CT_OK ||
+        (rc = ct_key_generate(ctx, &k, err)) != CT_OK ||
+        (rc = ct_csr_create(ctx, k, opts, &csr, &csr_n, err)) != CT_OK ||
+        (rc = ct_cert_issue(ctx, ca, ca_n, ca_key, csr, csr_n, CT_CERT_SERVER, opts, &cert,
+                            &cert_n, err)) != CT_OK)
+        goto out;
+    *ca_der = ca;
+    *ca_len = ca_n;
+    *cert_der = cert;
+    *cert_len = cert_n;
+    *key = k;
+    ca = cert = NULL;
+    k = NULL;
+out:
+    ct_free(csr);
+    ct_free(ca);
+    ct_free(cert);
+    ct_key_free(k);
+    ct_key_free(ca_key);
+    return rc;
 }

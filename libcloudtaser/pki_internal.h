@@ -7,7 +7,8 @@
  *                 requests and certificates
  *   pki_names.c   certificate options: subject names, SAN checks and encoding
  *   pki_time.c    ASN.1 times <-> Unix seconds, the context's wall clock
- *   pki_cert.c    the CA, requests, issuing from a request, DER <-> PEM
+ *   pki_cert.c    the CA, requests, issuing from a request, DER <-> PEM,
+ *                 certificate pins, throwaway dev server certificates
  *   pki_verify.c  ct_cert_verify
  *
  * Keys and signatures use wolfSSL's DRBG (wc_InitRng), never the context's

@@ -6,8 +6,10 @@ set -euo pipefail
 CT_PACKAGES=(
   gcc libc6-dev pkg-config meson ninja-build python3
   libwolfssl-dev libsqlite3-dev
+  libmicrohttpd-dev  # the tools' HTTP servers (cloudtaser-beacon's operations port)
   check openssl valgrind binutils
   clang libclang-rt-dev
+  curl               # tests: cloudtaser-beacon's /metrics, /healthz, /readyz
 )
 
 ct_install_deps() {

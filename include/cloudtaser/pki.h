@@ -140,6 +140,33 @@ CT_API CT_NODISCARD ct_err ct_cert_verify(ct_ctx *ctx, const uint8_t *ca, size_t
                                           ct_cert_usage usage, ct_error *err);
 
 /*
+ * The pin of a certificate: SHA-256 of its SubjectPublicKeyInfo DER, exactly
+ * what ct_beacon_options.pin_sha256 and ct_tls_options.pin_sha256 expect.
+ * `cert` is DER or PEM (the first "CERTIFICATE" block: the leaf of a
+ * chain); any key type. The certificate is only located, not verified.
+ * Errors: CT_E_INVALID (NULL/empty, not a certificate), CT_E_TOOBIG,
+ * CT_E_NOMEM. Thread-safe.
+ */
+CT_API ct_err ct_cert_pin_sha256(const uint8_t *cert, size_t len, uint8_t out[32],
+                                 ct_error *err);
+
+/*
+ * For development and tests only: makes a throwaway CA and a server
+ * certificate it issues, each with a fresh P-256 key. `opts` is the
+ * server's (common name, names, days_valid); the CA is named "cloudtaser
+ * throwaway CA" and lives 10 years or days_valid, whichever is given. The
+ * CA's key is wiped before returning, so nothing else can ever be issued
+ * under this CA: clients may trust *ca_der (or pin the server's key) for
+ * exactly this one certificate. Outputs: *ca_der and *cert_der (free with
+ * ct_free), *key the server's private key (free with ct_key_free); all
+ * NULL on error. Errors: those of ct_key_generate, ct_ca_create,
+ * ct_csr_create and ct_cert_issue (CT_E_INVALID for bad options).
+ */
+CT_API ct_err ct_cert_dev_server(ct_ctx *ctx, const ct_cert_options *opts, uint8_t **ca_der,
+                                 size_t *ca_len, uint8_t **cert_der, size_t *cert_len,
+                                 ct_key **key, ct_error *err);
+
+/*
  * PEM <-> DER for certificates ("CERTIFICATE") and requests ("CERTIFICATE
  * REQUEST"; der_to_pem tells them apart by parsing). Outputs: free with
  * ct_free; PEM is NUL-terminated. `len` counts the input bytes.

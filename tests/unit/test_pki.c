@@ -1085,6 +1085,102 @@ START_TEST(room_hash_matches_sha256sum)
 }
 END_TEST
 
+/* ------------------------------------------------ pins, dev certificates */
+
+START_TEST(pin_matches_key_and_openssl)
+{
+    ct_ctx *ctx = ct_test_ctx();
+    pki p;
+    uint8_t pin[32], pin_pem[32], want[32], *spki = NULL;
+    size_t spki_len = 0;
+    char *pem = NULL, *path, *out, hex[65], ossl[65];
+    ct_error err;
+
+    pki_make(ctx, &p);
+    ck_ok(ct_cert_pin_sha256(p.srv, p.srv_len, pin, &err), &err);
+    ck_ok(ct_key_public_der(p.srv_key, &spki, &spki_len, &err), &err);
+    ck_ok(ct_sha256(spki, spki_len, want), &err);
+    ct_free(spki);
+    ck_assert(memcmp(pin, want, 32) == 0);
+    /* PEM: the first certificate of a chain (leaf, then CA) */
+    {
+        char *ca_pem = NULL, *chain;
+        ck_ok(ct_cert_der_to_pem(p.srv, p.srv_len, &pem, &err), &err);
+        ck_ok(ct_cert_der_to_pem(p.ca, p.ca_len, &ca_pem, &err), &err);
+        chain = malloc(strlen(pem) + strlen(ca_pem) + 1);
+        ck_assert_ptr_nonnull(chain);
+        strcpy(chain, pem);
+        strcat(chain, ca_pem);
+        ck_ok(ct_cert_pin_sha256((const uint8_t *)chain, strlen(chain), pin_pem, &err), &err);
+        ck_assert(memcmp(pin_pem, pin, 32) == 0);
+        free(chain);
+        ct_free(ca_pem);
+    }
+    /* openssl computes the same pin */
+    path = ct_test_tmpfile(pem, strlen(pem));
+    out = sh_out("openssl x509 -in '%s' -pubkey -noout | openssl pkey -pubin -outform DER "
+                 "| openssl dgst -sha256 -r",
+                 path);
+    ck_assert_int_eq(sscanf(out, "%64s", ossl), 1);
+    ck_assert_str_eq(ct_hex(pin, 32, hex), ossl);
+    free(out);
+    rm(path);
+    ct_free(pem);
+
+    ck_err(ct_cert_pin_sha256((const uint8_t *)"garbage", 7, pin, &err), CT_E_INVALID, &err);
+    ck_err(ct_cert_pin_sha256(NULL, 7, pin, &err), CT_E_INVALID, &err);
+    ck_err(ct_cert_pin_sha256(p.srv, 0, pin, &err), CT_E_INVALID, &err);
+    ck_err(ct_cert_pin_sha256(p.srv, p.srv_len / 2, pin, &err), CT_E_INVALID, &err);
+    pki_free(&p);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+START_TEST(dev_server_certificate)
+{
+    ct_ctx *ctx = ct_test_ctx();
+    ct_cert_options o;
+    uint8_t *ca = NULL, *cert = NULL, *spki = NULL, pin[32], want[32];
+    size_t ca_len = 0, cert_len = 0, spki_len = 0;
+    ct_key *key = NULL;
+    char *path, *out;
+    ct_error err;
+
+    server_opts(&o);
+    ck_ok(ct_cert_dev_server(ctx, &o, &ca, &ca_len, &cert, &cert_len, &key, &err), &err);
+    ck_ok(ct_cert_verify(ctx, ca, ca_len, cert, cert_len, CT_CERT_SERVER, &err), &err);
+    ck_ok(ct_cert_verify(ctx, ca, ca_len, ca, ca_len, CT_CERT_CA, &err), &err);
+    /* the returned key is the certified one */
+    ck_ok(ct_cert_pin_sha256(cert, cert_len, pin, &err), &err);
+    ck_ok(ct_key_public_der(key, &spki, &spki_len, &err), &err);
+    ck_ok(ct_sha256(spki, spki_len, want), &err);
+    ck_assert(memcmp(pin, want, 32) == 0);
+    ct_free(spki);
+    /* the names asked for, as openssl sees them */
+    path = pem_file(cert, cert_len);
+    out = sh_out("openssl x509 -in '%s' -noout -ext subjectAltName", path);
+    ck_assert_msg(strstr(out, "DNS:broker.local") && strstr(out, "IP Address:127.0.0.1") &&
+                      strstr(out, "IP Address:0:0:0:0:0:0:0:1"),
+                  "%s", out);
+    free(out);
+    rm(path);
+    ct_free(ca);
+    ct_free(cert);
+    ct_key_free(key);
+
+    /* bad options: nothing returned */
+    o.common_name = NULL;
+    ck_err(ct_cert_dev_server(ctx, &o, &ca, &ca_len, &cert, &cert_len, &key, &err), CT_E_INVALID,
+           &err);
+    ck_assert(!ca && !cert && !key && ca_len == 0 && cert_len == 0);
+    ck_err(ct_cert_dev_server(ctx, NULL, &ca, &ca_len, &cert, &cert_len, &key, &err),
+           CT_E_INVALID, &err);
+    ck_err(ct_cert_dev_server(ctx, &o, &ca, &ca_len, &cert, &cert_len, NULL, &err), CT_E_INVALID,
+           &err);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
 /* -------------------------------------------------------------- threads */
 
 typedef struct worker {
@@ -1163,6 +1259,8 @@ Suite *ct_test_suite(void)
     tcase_add_test(opt, options_validation);
     tcase_add_test(misc, pem_roundtrip);
     tcase_add_test(misc, room_hash_matches_sha256sum);
+    tcase_add_test(misc, pin_matches_key_and_openssl);
+    tcase_add_test(misc, dev_server_certificate);
     tcase_add_test(misc, shared_ca_key_across_threads);
     suite_add_tcase(s, keys);
     suite_add_tcase(s, chain);
