@@ -71,7 +71,7 @@ if CC=clang meson setup "$out/fuzz" -Dfuzz=true -Dtests=false -Db_sanitize=addre
      -Db_lundef=false >/dev/null && ninja -C "$out/fuzz" -j "$jobs" >/dev/null; then
   fp=0; ff=0
   for t in "$out"/fuzz/fuzz/fuzz_*; do
-    [ -x "$t" ] || continue
+    [ -f "$t" ] && [ -x "$t" ] || continue
     name=$(basename "$t")
     corpus="$out/fuzz-corpus/$name"
     mkdir -p "$corpus"
