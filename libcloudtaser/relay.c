@@ -83,6 +83,32 @@ static int mem_recv(WOLFSSL *ssl, char *b, int sz, void *ctx)
     return sz;
 }
 
+static void mem_attach(WOLFSSL *ssl, struct mem_end *e)
+{
+    wolfSSL_SSLSetIORecv(ssl, mem_recv);
+    wolfSSL_SSLSetIOSend(ssl, mem_send);
+    wolfSSL_SetIOReadCtx(ssl, e);
+    wolfSSL_SetIOWriteCtx(ssl, e);
+}
+
+/*
+ * One handshake step (step: wolfSSL_connect or wolfSSL_accept) for a side
+ * that is not done yet. Returns -1 if the handshake failed.
+ */
+static int selftest_step(WOLFSSL *ssl, int (*step)(WOLFSSL *), int *done)
+{
+    int r, e;
+    if (*done)
+        return 0;
+    r = step(ssl);
+    e = wolfSSL_get_error(ssl, r);
+    if (r == WOLFSSL_SUCCESS)
+        *done = 1;
+    else if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE)
+        return -1;
+    return 0;
+}
+
 /*
  * Proves that the configuration can complete a handshake: one TLS 1.3
  * handshake in memory against a throwaway client. Needed because wolfSSL
@@ -111,32 +137,12 @@ static int cert_selftest(WOLFSSL_CTX *srv_ctx)
     ce.p = se.p = p;
     ce.side = 0;
     se.side = 1;
-    wolfSSL_SSLSetIORecv(cli, mem_recv);
-    wolfSSL_SSLSetIOSend(cli, mem_send);
-    wolfSSL_SSLSetIORecv(srv, mem_recv);
-    wolfSSL_SSLSetIOSend(srv, mem_send);
-    wolfSSL_SetIOReadCtx(cli, &ce);
-    wolfSSL_SetIOWriteCtx(cli, &ce);
-    wolfSSL_SetIOReadCtx(srv, &se);
-    wolfSSL_SetIOWriteCtx(srv, &se);
+    mem_attach(cli, &ce);
+    mem_attach(srv, &se);
     for (int i = 0; i < 64 && !(cdone && sdone); i++) {
-        int r, e;
-        if (!cdone) {
-            r = wolfSSL_connect(cli);
-            e = wolfSSL_get_error(cli, r);
-            if (r == WOLFSSL_SUCCESS)
-                cdone = 1;
-            else if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE)
-                goto out;
-        }
-        if (!sdone) {
-            r = wolfSSL_accept(srv);
-            e = wolfSSL_get_error(srv, r);
-            if (r == WOLFSSL_SUCCESS)
-                sdone = 1;
-            else if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE)
-                goto out;
-        }
+        if (selftest_step(cli, wolfSSL_connect, &cdone) < 0 ||
+            selftest_step(srv, wolfSSL_accept, &sdone) < 0)
+            goto out;
     }
     ok = cdone && sdone;
 out:
@@ -386,9 +392,8 @@ ct_err ct_relay_new(ct_ctx *ctx, const ct_relay_options *opts, ct_relay **out, c
         int probe = -1;
         e = ctp_relay_bind_listener((const struct sockaddr *)&ss, sl, 0, &probe);
         if (e != 0) {
-            rc = ctp_err(err, e == EADDRINUSE ? CT_E_ADDRINUSE : ctp_errno_to_err(e), e,
-                         "relay: cannot bind port %u: %s", (unsigned)opts->listen_port,
-                         strerror(e));
+            rc = ctp_err(err, ctp_errno_to_err(e), e, "relay: cannot bind port %u: %s",
+                         (unsigned)opts->listen_port, strerror(e));
             goto out;
         }
         close(probe);
@@ -478,20 +483,14 @@ ct_err ct_relay_serve(ct_relay *r, ct_error *err)
 
 void ct_relay_drain(ct_relay *r)
 {
-    uint64_t one = 1;
-    if (r && r->drain_efd >= 0) {
-        ssize_t n = write(r->drain_efd, &one, sizeof one);
-        (void)n;
-    }
+    if (r && r->drain_efd >= 0)
+        ctp_relay_efd_signal(r->drain_efd);
 }
 
 void ct_relay_stop(ct_relay *r)
 {
-    uint64_t one = 1;
-    if (r && r->stop_efd >= 0) {
-        ssize_t n = write(r->stop_efd, &one, sizeof one);
-        (void)n;
-    }
+    if (r && r->stop_efd >= 0)
+        ctp_relay_efd_signal(r->stop_efd);
 }
 
 ct_err ct_relay_reload_cert(ct_relay *r, const uint8_t *cert, size_t cert_len,

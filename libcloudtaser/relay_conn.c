@@ -92,6 +92,14 @@ static uint32_t conn_want(const struct conn *c)
     return want;
 }
 
+void ctp_relay_conn_unregister(struct conn *c)
+{
+    if (c->registered) {
+        epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        c->registered = 0;
+    }
+}
+
 /* Brings the epoll registration in line with conn_want. */
 void ctp_relay_conn_arm(struct conn *c)
 {
@@ -107,10 +115,7 @@ void ctp_relay_conn_arm(struct conn *c)
      * until it waits for something again.
      */
     if (want == 0 && c->hup_seen) {
-        if (c->registered) {
-            epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-            c->registered = 0;
-        }
+        ctp_relay_conn_unregister(c);
         return;
     }
     if (c->registered && want == c->ev_mask)
@@ -207,8 +212,7 @@ void ctp_relay_conn_close(struct conn *c)
     ctp_relay_buf_put(w, c->rx);
     c->rx = NULL;
     c->rx_len = 0;
-    if (c->registered)
-        epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    ctp_relay_conn_unregister(c);
     close(c->fd);
     c->fd = -1;
     if (c->ip_counted)
@@ -251,6 +255,18 @@ static void count_refusal(struct ct_relay *r, int status)
     }
 }
 
+int ctp_relay_closing_enter(struct conn *c)
+{
+    struct worker *w = c->w;
+    c->state = ST_CLOSING;
+    ctp_relay_ready_del(w, c);
+    if (ctp_relay_timer_set(w, c, w->now + CLOSING_MS) < 0) {
+        ctp_relay_conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
 static void closing_step(struct conn *c);
 
 /* Sends a refusal status, close_notify, and closes (PROTOCOL.md 1.3). */
@@ -261,13 +277,9 @@ void ctp_relay_refuse(struct conn *c, int status)
         ctp_relay_room_leave(w, c);
     count_refusal(w->r, status);
     log_refusal(w->r, c, status);
-    c->state = ST_CLOSING;
     ctp_relay_status_push(c, (uint8_t)status);
-    ctp_relay_ready_del(w, c);
-    if (ctp_relay_timer_set(w, c, w->now + CLOSING_MS) < 0) {
-        ctp_relay_conn_close(c);
+    if (ctp_relay_closing_enter(c) < 0)
         return;
-    }
     closing_step(c);
 }
 

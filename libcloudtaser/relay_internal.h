@@ -234,6 +234,8 @@ void ctp_relay_worker_free_inbox(struct worker *w);
 /* Releases a worker's connections, descriptors and memory (relay not serving). */
 void ctp_relay_worker_free(struct worker *w);
 
+/* Adds 1 to an eventfd's counter, which wakes its reader. Async-signal-safe. */
+void ctp_relay_efd_signal(int fd);
 void ctp_relay_ready_add(struct worker *w, struct conn *c);
 void ctp_relay_ready_del(struct worker *w, struct conn *c);
 void ctp_relay_all_del(struct worker *w, struct conn *c);
@@ -245,10 +247,17 @@ void ctp_relay_route(struct worker *w, struct conn *c);
 
 int ctp_relay_io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx);
 int ctp_relay_io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx);
+/* Takes c out of its worker's epoll (if it is in). */
+void ctp_relay_conn_unregister(struct conn *c);
 /* Brings the epoll registration in line with what the conn waits for. */
 void ctp_relay_conn_arm(struct conn *c);
 /* Closes one connection at once (no close_notify); freed after this wakeup. */
 void ctp_relay_conn_close(struct conn *c);
+/*
+ * Puts c in CLOSING under the CLOSING_MS deadline (flush, then bounded
+ * discard). Returns -1 if c had to be closed at once instead.
+ */
+int ctp_relay_closing_enter(struct conn *c);
 /* Sends a refusal status, close_notify, and closes (PROTOCOL.md 1.3). */
 void ctp_relay_refuse(struct conn *c, int status);
 void ctp_relay_log_session(struct ct_relay *r, const struct conn *a, const struct conn *b,
@@ -265,7 +274,12 @@ void ctp_relay_conn_deadline(struct worker *w, struct conn *c);
 void ctp_relay_room_leave(struct worker *w, struct conn *c);
 /* Runs on the worker that owns the room. */
 void ctp_relay_join_room(struct worker *w, struct conn *c);
-void ctp_relay_waiting_readable(struct conn *c);
+/*
+ * Reads from a conn that is not paired yet: data is a violation (refused
+ * with BAD_HELLO), end of stream or an error means it left (closed).
+ * Returns 1 if c was refused or closed, 0 if nothing came.
+ */
+int ctp_relay_waiting_readable(struct conn *c);
 /* A waiting conn's deadline: keepalive or the end of the wait. */
 void ctp_relay_waiting_deadline(struct worker *w, struct conn *c);
 

@@ -107,6 +107,22 @@ static void ip_grow(struct ct_relay *r)
 }
 
 /*
+ * Caller holds ip_mu. Refills *pp's buckets and frees it if it is idle
+ * again. Returns 1 if it was freed (*pp is then its successor).
+ */
+static int ip_expire(struct ct_relay *r, struct ip_entry **pp, int64_t now)
+{
+    struct ip_entry *e = *pp;
+    ip_refill(r, e, now);
+    if (!ip_idle(r, e))
+        return 0;
+    *pp = e->next;
+    free(e);
+    r->ip_len--;
+    return 1;
+}
+
+/*
  * Admits a connection from addr. IP_OK takes a connection slot and an
  * accept token. Otherwise *status_ok says whether this refusal may be told
  * with a status byte (the address's refusal budget allows a handshake).
@@ -168,12 +184,7 @@ void ctp_relay_ip_release(struct ct_relay *r, const uint8_t addr[16], int64_t no
             continue;
         if (e->conns > 0)
             e->conns--;
-        ip_refill(r, e, now);
-        if (ip_idle(r, e)) {
-            *pp = e->next;
-            free(e);
-            r->ip_len--;
-        }
+        ip_expire(r, pp, now);
         break;
     }
     pthread_mutex_unlock(&r->ip_mu);
@@ -184,16 +195,10 @@ void ctp_relay_ip_sweep(struct ct_relay *r, int64_t now)
 {
     pthread_mutex_lock(&r->ip_mu);
     for (size_t i = 0; i < r->ip_cap && r->ip_len > 0; i++) {
-        struct ip_entry **pp = &r->ip_tab[i], *e;
-        while ((e = *pp) != NULL) {
-            ip_refill(r, e, now);
-            if (ip_idle(r, e)) {
-                *pp = e->next;
-                free(e);
-                r->ip_len--;
-            } else {
-                pp = &e->next;
-            }
+        struct ip_entry **pp = &r->ip_tab[i];
+        while (*pp != NULL) {
+            if (!ip_expire(r, pp, now))
+                pp = &(*pp)->next;
         }
     }
     pthread_mutex_unlock(&r->ip_mu);

@@ -185,18 +185,24 @@ int ctp_relay_can_read(const struct conn *c)
            !c->peer->wdead;
 }
 
+/* A paired session between c and p ends: its log line and counters. */
+static void session_end(struct conn *c, struct conn *p, enum end_reason end)
+{
+    struct worker *w = c->w;
+    ctp_relay_log_session(w->r, c, p, end, w->now);
+    STAT_DEC(w->r, paired_sessions);
+    if (end == END_RESET)
+        STAT_INC(w->r, aborts);
+}
+
 /* Ends a paired session: both connections close now. */
 void ctp_relay_pair_close(struct conn *c, enum end_reason end)
 {
-    struct worker *w = c->w;
     struct conn *p = c->peer;
     if (c->state == ST_DEAD)
         return;
     if (p) {
-        ctp_relay_log_session(w->r, c, p, end, w->now);
-        STAT_DEC(w->r, paired_sessions);
-        if (end == END_RESET)
-            STAT_INC(w->r, aborts);
+        session_end(c, p, end);
         ctp_relay_conn_close(p);
     }
     ctp_relay_conn_close(c);
@@ -214,24 +220,18 @@ static void pair_end_lossy(struct conn *dead)
     struct worker *w = dead->w;
     struct conn *p = dead->peer;
 
-    ctp_relay_log_session(w->r, dead, p, END_RESET, w->now);
-    STAT_DEC(w->r, paired_sessions);
-    STAT_INC(w->r, aborts);
+    session_end(dead, p, END_RESET);
     dead->peer = NULL;
     p->peer = NULL;
     ctp_relay_conn_close(dead);
     ctp_relay_buf_put(w, p->rx);
     p->rx = NULL;
     p->rx_len = 0;
-    ctp_relay_ready_del(w, p);
-    p->state = ST_CLOSING;
     p->stq_len = 0;
     p->wblocked = 0;
     p->discarding = 1;
-    if (ctp_relay_timer_set(w, p, w->now + CLOSING_MS) < 0) {
-        ctp_relay_conn_close(p);
+    if (ctp_relay_closing_enter(p) < 0)
         return;
-    }
     ctp_relay_conn_arm(p);
 }
 
@@ -291,6 +291,21 @@ void ctp_relay_pump_error(struct conn *c)
         ctp_relay_conn_arm(p);
 }
 
+/*
+ * Writes what is owed to p, c's peer (c's record in flight or its
+ * close_notify). Returns 0 if that ended c's session (c is no longer
+ * PAIRED), 1 if c may go on.
+ */
+static int forward(struct conn *c, struct conn *p)
+{
+    if (ctp_relay_conn_flush(p) == WR_FATAL) {
+        ctp_relay_pump_error(p);
+        if (c->state != ST_PAIRED)
+            return 0;
+    }
+    return 1;
+}
+
 /* Reads records from c and forwards them to its peer, within a budget. */
 void ctp_relay_pump(struct conn *c)
 {
@@ -308,11 +323,8 @@ void ctp_relay_pump(struct conn *c)
         n = wolfSSL_read(c->ssl, c->rx, RELAY_BUF);
         if (n > 0) {
             c->rx_len = (uint32_t)n;
-            if (ctp_relay_conn_flush(p) == WR_FATAL) {
-                ctp_relay_pump_error(p);
-                if (c->state != ST_PAIRED)
-                    return;
-            }
+            if (!forward(c, p))
+                return;
             continue;
         }
         e = wolfSSL_get_error(c->ssl, n);
@@ -327,11 +339,8 @@ void ctp_relay_pump(struct conn *c)
                 ctp_relay_pair_close(c, END_RESET);
                 return;
             }
-            if (ctp_relay_conn_flush(p) == WR_FATAL) {
-                ctp_relay_pump_error(p);
-                if (c->state != ST_PAIRED)
-                    return;
-            }
+            if (!forward(c, p))
+                return;
             break;
         }
         /* reset, TLS error, or FIN without close_notify while c's direction

@@ -110,6 +110,24 @@ void ctp_relay_room_leave(struct worker *w, struct conn *c)
 /* ------------------------------------------------------------------ */
 /* Pairing                                                             */
 
+/* A waiting conn's next deadline: the keepalive or the end of its wait. */
+static int waiting_timer_set(struct worker *w, struct conn *c)
+{
+    return ctp_relay_timer_set(w, c, c->t_keepalive < c->t_wait_until ? c->t_keepalive
+                                                                      : c->t_wait_until);
+}
+
+/* Writes a waiting conn's status bytes. Returns -1 if c was closed. */
+static int waiting_flush(struct conn *c)
+{
+    if (ctp_relay_conn_flush(c) == WR_FATAL) {
+        ctp_relay_conn_close(c);
+        return -1;
+    }
+    ctp_relay_conn_arm(c);
+    return 0;
+}
+
 static void enter_waiting(struct conn *c, struct room *rm)
 {
     struct worker *w = c->w;
@@ -119,17 +137,12 @@ static void enter_waiting(struct conn *c, struct room *rm)
     STAT_INC(r, waiting);
     c->t_wait_until = w->now + r->o.wait_timeout_ms;
     c->t_keepalive = w->now + r->o.keepalive_ms;
-    if (ctp_relay_timer_set(w, c, c->t_keepalive < c->t_wait_until ? c->t_keepalive
-                                                                   : c->t_wait_until) < 0) {
+    if (waiting_timer_set(w, c) < 0) {
         ctp_relay_conn_close(c);
         return;
     }
     ctp_relay_status_push(c, CT_BEACON_WAITING);
-    if (ctp_relay_conn_flush(c) == WR_FATAL) {
-        ctp_relay_conn_close(c);
-        return;
-    }
-    ctp_relay_conn_arm(c);
+    waiting_flush(c);
 }
 
 static void pair(struct conn *br, struct conn *op)
@@ -174,9 +187,8 @@ static void pair(struct conn *br, struct conn *op)
  */
 static int early_input(struct conn *c)
 {
-    uint8_t b;
-    int n, e;
     if (wolfSSL_pending(c->ssl) == 0) {
+        uint8_t b;
         ssize_t k = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
         if (k < 0)
             return 0; /* nothing there (or an error the relay path will see) */
@@ -185,16 +197,7 @@ static int early_input(struct conn *c)
             return 1;
         }
     }
-    n = wolfSSL_read(c->ssl, &b, 1);
-    if (n > 0) {
-        ctp_relay_refuse(c, CT_BEACON_BAD_HELLO);
-        return 1;
-    }
-    e = wolfSSL_get_error(c->ssl, n);
-    if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
-        return 0; /* a non-data record, or part of one */
-    ctp_relay_conn_close(c);
-    return 1;
+    return ctp_relay_waiting_readable(c);
 }
 
 /* Runs on the worker that owns the room. */
@@ -254,19 +257,20 @@ void ctp_relay_join_room(struct worker *w, struct conn *c)
 /* ------------------------------------------------------------------ */
 /* Waiting peers: no data before PAIRED, keepalives, the wait deadline */
 
-void ctp_relay_waiting_readable(struct conn *c)
+int ctp_relay_waiting_readable(struct conn *c)
 {
     uint8_t b;
     int n = wolfSSL_read(c->ssl, &b, 1);
     int e;
     if (n > 0) {
         ctp_relay_refuse(c, CT_BEACON_BAD_HELLO); /* data before PAIRED */
-        return;
+        return 1;
     }
     e = wolfSSL_get_error(c->ssl, n);
     if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
-        return;
+        return 0; /* a non-data record, or part of one */
     ctp_relay_conn_close(c); /* a waiting peer that closes simply leaves the room */
+    return 1;
 }
 
 void ctp_relay_waiting_deadline(struct worker *w, struct conn *c)
@@ -280,13 +284,9 @@ void ctp_relay_waiting_deadline(struct worker *w, struct conn *c)
         if (c->stq_len == 0)
             ctp_relay_status_push(c, CT_BEACON_WAITING);
         c->t_keepalive = w->now + r->o.keepalive_ms;
-        if (ctp_relay_conn_flush(c) == WR_FATAL) {
-            ctp_relay_conn_close(c);
+        if (waiting_flush(c) < 0)
             return;
-        }
-        ctp_relay_conn_arm(c);
     }
-    if (ctp_relay_timer_set(w, c, c->t_keepalive < c->t_wait_until ? c->t_keepalive
-                                                                   : c->t_wait_until) < 0)
+    if (waiting_timer_set(w, c) < 0)
         ctp_relay_conn_close(c);
 }

@@ -79,6 +79,13 @@ void ctp_relay_all_del(struct worker *w, struct conn *c)
 /* ------------------------------------------------------------------ */
 /* Hand-off between workers                                            */
 
+void ctp_relay_efd_signal(int fd)
+{
+    uint64_t one = 1;
+    ssize_t n = write(fd, &one, sizeof one);
+    (void)n; /* a full counter still wakes the owner */
+}
+
 /* Moves a conn with a complete hello to the worker that owns its room. */
 void ctp_relay_route(struct worker *w, struct conn *c)
 {
@@ -94,10 +101,7 @@ void ctp_relay_route(struct worker *w, struct conn *c)
     }
     ctp_relay_timer_clear(w, c);
     ctp_relay_ready_del(w, c);
-    if (c->registered) {
-        epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        c->registered = 0;
-    }
+    ctp_relay_conn_unregister(c);
     ctp_relay_all_del(w, c);
     c->state = ST_TRANSIT;
     c->gnext = NULL;
@@ -109,11 +113,7 @@ void ctp_relay_route(struct worker *w, struct conn *c)
         to->inbox_head = c;
     to->inbox_tail = c;
     pthread_mutex_unlock(&to->inbox_mu);
-    {
-        uint64_t one = 1;
-        ssize_t n = write(to->evfd, &one, sizeof one);
-        (void)n; /* a full counter still wakes the owner */
-    }
+    ctp_relay_efd_signal(to->evfd);
 }
 
 static void take_inbox(struct worker *w)
@@ -140,6 +140,23 @@ static void take_inbox(struct worker *w)
 
 /* ------------------------------------------------------------------ */
 /* The loop                                                            */
+
+static int epoll_add_tag(int epfd, int fd, struct ev_tag *t)
+{
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.ptr = t;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* An accepted connection refused before any TLS: closed at once. */
+static void accept_drop(struct ct_relay *r, int fd)
+{
+    STAT_DEC(r, conns_open);
+    STAT_INC(r, closed_without_status);
+    close(fd);
+}
 
 static void accept_conns(struct worker *w)
 {
@@ -172,10 +189,8 @@ static void accept_conns(struct worker *w)
         /* global cap: close before any TLS work (see relay.h) */
         open_now = atomic_fetch_add(&r->st.conns_open, 1);
         if (open_now >= r->o.max_conns) {
-            STAT_DEC(r, conns_open);
             STAT_INC(r, refused_overloaded);
-            STAT_INC(r, closed_without_status);
-            close(fd);
+            accept_drop(r, fd);
             continue;
         }
         ctp_relay_addr_key(&ss, ip);
@@ -188,9 +203,7 @@ static void accept_conns(struct worker *w)
             if (v != IP_FULL)
                 STAT_INC(r, refused_rate_limited);
             if (v == IP_FULL || !status_ok) {
-                STAT_INC(r, closed_without_status);
-                STAT_DEC(r, conns_open);
-                close(fd);
+                accept_drop(r, fd);
                 continue;
             }
         }
@@ -198,9 +211,7 @@ static void accept_conns(struct worker *w)
         if (!c) {
             if (v == IP_OK)
                 ctp_relay_ip_release(r, ip, w->now);
-            STAT_DEC(r, conns_open);
-            STAT_INC(r, closed_without_status);
-            close(fd);
+            accept_drop(r, fd);
             continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -355,9 +366,8 @@ void ctp_relay_worker_loop(struct worker *w)
             ctp_relay_conn_deadline(w, c);
         }
         if (w->accept_resume && w->accept_resume <= w->now && w->listening) {
-            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->t_listen};
             w->accept_resume = 0;
-            epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->lfd, &ev);
+            epoll_add_tag(w->epfd, w->lfd, &w->t_listen);
         }
         if (w->idx == 0 && w->next_sweep <= w->now) {
             ctp_relay_ip_sweep(r, w->now);
@@ -410,15 +420,6 @@ fail:
     return e;
 }
 
-static int epoll_add_tag(int epfd, int fd, struct ev_tag *t)
-{
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.events = EPOLLIN;
-    ev.data.ptr = t;
-    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
-}
-
 ct_err ctp_relay_worker_init(struct ct_relay *r, struct worker *w, int idx,
                              const struct sockaddr_storage *ss, socklen_t sl, ct_error *err)
 {
@@ -439,8 +440,7 @@ ct_err ctp_relay_worker_init(struct ct_relay *r, struct worker *w, int idx,
                        strerror(errno));
     e = ctp_relay_bind_listener((const struct sockaddr *)ss, sl, 1, &w->lfd);
     if (e != 0)
-        return ctp_err(err, e == EADDRINUSE ? CT_E_ADDRINUSE : ctp_errno_to_err(e), e,
-                       "relay: cannot listen: %s", strerror(e));
+        return ctp_err(err, ctp_errno_to_err(e), e, "relay: cannot listen: %s", strerror(e));
     w->listening = 1;
     if (epoll_add_tag(w->epfd, w->lfd, &w->t_listen) < 0 ||
         epoll_add_tag(w->epfd, w->evfd, &w->t_inbox) < 0 ||
