@@ -307,7 +307,7 @@ static ct_err check_opts(const ct_relay_options *o, ct_error *err)
     if (o->version != CT_RELAY_OPTIONS_VERSION)
         return ctp_err(err, CT_E_VERSION, 0, "ct_relay_options version %u is not supported",
                        (unsigned)o->version);
-    if (o->threads < 0 || o->threads > MAX_THREADS || o->hello_timeout_ms < 0 ||
+    if (o->threads < 0 || o->threads > CT_RELAY_MAX_THREADS || o->hello_timeout_ms < 0 ||
         o->wait_timeout_ms < 0 || o->keepalive_ms < 0 || o->linger_ms < 0 ||
         o->drain_timeout_ms < 0)
         return ctp_err(err, CT_E_INVALID, 0, "relay: negative or too large option value");
@@ -348,20 +348,20 @@ ct_err ct_relay_new(ct_ctx *ctx, const ct_relay_options *opts, ct_relay **out, c
     r->o.key = NULL;
     cpus = sysconf(_SC_NPROCESSORS_ONLN);
     n = opts->threads > 0 ? opts->threads : (cpus > 0 ? (int)cpus : 1);
-    if (n > MAX_THREADS)
-        n = MAX_THREADS;
+    if (n > CT_RELAY_MAX_THREADS)
+        n = CT_RELAY_MAX_THREADS;
 #define DEF_(f, v)   \
     if (r->o.f == 0) \
         r->o.f = (v);
-    DEF_(hello_timeout_ms, 10000)
-    DEF_(wait_timeout_ms, 900000)
-    DEF_(keepalive_ms, 20000)
-    DEF_(linger_ms, 10000)
-    DEF_(drain_timeout_ms, 30000)
-    DEF_(max_conns, 100000)
-    DEF_(max_conns_per_ip, 64)
-    DEF_(accept_rate_per_ip, 20)
-    DEF_(max_waiting_per_room, 8)
+    DEF_(hello_timeout_ms, CT_RELAY_DEFAULT_HELLO_TIMEOUT_MS)
+    DEF_(wait_timeout_ms, CT_RELAY_DEFAULT_WAIT_TIMEOUT_MS)
+    DEF_(keepalive_ms, CT_RELAY_DEFAULT_KEEPALIVE_MS)
+    DEF_(linger_ms, CT_RELAY_DEFAULT_LINGER_MS)
+    DEF_(drain_timeout_ms, CT_RELAY_DEFAULT_DRAIN_TIMEOUT_MS)
+    DEF_(max_conns, CT_RELAY_DEFAULT_MAX_CONNS)
+    DEF_(max_conns_per_ip, CT_RELAY_DEFAULT_MAX_CONNS_PER_IP)
+    DEF_(accept_rate_per_ip, CT_RELAY_DEFAULT_ACCEPT_RATE_PER_IP)
+    DEF_(max_waiting_per_room, CT_RELAY_DEFAULT_MAX_WAITING_PER_ROOM)
 #undef DEF_
     if (ctp_relay_ip_init(r) < 0) {
         rc = ctp_err(err, CT_E_NOMEM, ENOMEM, "relay: out of memory");

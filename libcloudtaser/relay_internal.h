@@ -66,7 +66,6 @@
 #define REFUSAL_BURST 8
 #define IP_SWEEP_MS 1000
 #define IP_TABLE_SLACK 65536      /* address entries beyond max_conns */
-#define MAX_THREADS 256
 #define DRAIN_POLL_MS 20
 
 /* epoll user data: every registered object starts with one of these */

@@ -164,6 +164,22 @@ CT_API ct_err ct_beacon_connect(ct_ctx *ctx, const ct_beacon_options *opts,
  */
 typedef struct ct_relay ct_relay;
 
+/*
+ * What 0 in an option means (the defaults documented below), for tools that
+ * show them. The relay uses exactly these.
+ */
+#define CT_RELAY_DEFAULT_HELLO_TIMEOUT_MS 10000
+#define CT_RELAY_DEFAULT_WAIT_TIMEOUT_MS 900000
+#define CT_RELAY_DEFAULT_KEEPALIVE_MS 20000
+#define CT_RELAY_DEFAULT_LINGER_MS 10000
+#define CT_RELAY_DEFAULT_DRAIN_TIMEOUT_MS 30000
+#define CT_RELAY_DEFAULT_MAX_CONNS 100000u
+#define CT_RELAY_DEFAULT_MAX_CONNS_PER_IP 64u
+#define CT_RELAY_DEFAULT_ACCEPT_RATE_PER_IP 20u
+#define CT_RELAY_DEFAULT_MAX_WAITING_PER_ROOM 8u
+/* The most threads a relay runs (a larger `threads` is CT_E_INVALID). */
+#define CT_RELAY_MAX_THREADS 256
+
 #define CT_RELAY_OPTIONS_VERSION 1
 typedef struct ct_relay_options {
     uint32_t version;               /* CT_RELAY_OPTIONS_VERSION */

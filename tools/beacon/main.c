@@ -38,18 +38,6 @@ enum {
     EXIT_FORCED = 3,  /* a second SIGTERM/SIGINT stopped it at once */
 };
 
-/* The library's defaults (relay.h), shown in --help and in log lines. */
-#define DEF_HELLO_MS 10000
-#define DEF_WAIT_MS 900000
-#define DEF_KEEPALIVE_MS 20000
-#define DEF_LINGER_MS 10000
-#define DEF_DRAIN_MS 30000
-#define DEF_MAX_CONNS 100000
-#define DEF_MAX_CONNS_IP 64
-#define DEF_RATE_IP 20
-#define DEF_MAX_WAITING 8
-#define MAX_THREADS 256
-
 #define DEF_LISTEN "[::]:443"
 #define DEF_METRICS "127.0.0.1:9443"
 
@@ -113,11 +101,11 @@ static void usage(FILE *f)
 "  --linger MS              after a half-close, until both sides close\n"
 "                           (default %d)\n"
 "  --drain-timeout MS       drain deadline after SIGTERM (default %d)\n"
-"  --max-conns N            open connections in all (default %d)\n"
-"  --max-conns-per-ip N     open connections per source address (default %d)\n"
+"  --max-conns N            open connections in all (default %u)\n"
+"  --max-conns-per-ip N     open connections per source address (default %u)\n"
 "  --accept-rate-per-ip N   new connections per second per source address,\n"
-"                           burst 2x (default %d)\n"
-"  --max-waiting-per-room N bridge-side peers waiting in one room (default %d)\n"
+"                           burst 2x (default %u)\n"
+"  --max-waiting-per-room N bridge-side peers waiting in one room (default %u)\n"
 "\n"
 "Operations:\n"
 "  --metrics ADDR:PORT      operations endpoint (default " DEF_METRICS "):\n"
@@ -154,9 +142,12 @@ static void usage(FILE *f)
 "  1  could not start (files, certificate, address in use) or serving failed\n"
 "  2  bad command line\n"
 "  3  stopped at once by a second SIGTERM or SIGINT\n",
-            CT_CERT_MAX_NAMES, CT_CERT_MAX_NAMES, MAX_THREADS, DEF_HELLO_MS, DEF_WAIT_MS, DEF_KEEPALIVE_MS,
-            DEF_LINGER_MS, DEF_DRAIN_MS, DEF_MAX_CONNS, DEF_MAX_CONNS_IP, DEF_RATE_IP,
-            DEF_MAX_WAITING);
+            CT_CERT_MAX_NAMES, CT_CERT_MAX_NAMES, CT_RELAY_MAX_THREADS,
+            CT_RELAY_DEFAULT_HELLO_TIMEOUT_MS, CT_RELAY_DEFAULT_WAIT_TIMEOUT_MS,
+            CT_RELAY_DEFAULT_KEEPALIVE_MS, CT_RELAY_DEFAULT_LINGER_MS,
+            CT_RELAY_DEFAULT_DRAIN_TIMEOUT_MS, CT_RELAY_DEFAULT_MAX_CONNS,
+            CT_RELAY_DEFAULT_MAX_CONNS_PER_IP, CT_RELAY_DEFAULT_ACCEPT_RATE_PER_IP,
+            CT_RELAY_DEFAULT_MAX_WAITING_PER_ROOM);
 }
 
 static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -374,7 +365,7 @@ static int parse_args(int argc, char **argv, config *c)
             c->dev_ca_out = optarg;
             break;
         case O_THREADS:
-            if (parse_num("--threads", optarg, MAX_THREADS, &v))
+            if (parse_num("--threads", optarg, CT_RELAY_MAX_THREADS, &v))
                 return EXIT_USAGE;
             c->ro.threads = (int)v;
             break;
@@ -590,7 +581,8 @@ static void *signal_main(void *arg)
         }
         /* SIGTERM or SIGINT */
         if (t->stops++ == 0) {
-            int ms = t->cfg->ro.drain_timeout_ms ? t->cfg->ro.drain_timeout_ms : DEF_DRAIN_MS;
+            int ms = t->cfg->ro.drain_timeout_ms ? t->cfg->ro.drain_timeout_ms
+                                                 : CT_RELAY_DEFAULT_DRAIN_TIMEOUT_MS;
             atomic_store(&t->st->draining, 1);
             atomic_store(&t->st->ready, 0);
             bcn_line_begin(&l, CT_LOG_NOTICE, "drain");
