@@ -5,7 +5,7 @@
  *
  *   ct-bench pki DIR                      ECDSA P-256 CA + server cert + key (PEM)
  *   ct-bench ports N                      N free loopback ports
- *   ct-bench beacon --dir D --threads T --port-file F
+ *   ct-bench beacon --dir D --threads T --port-file F [--keepalive-ms N]
  *                                         a beacon until SIGTERM/SIGINT
  *   ct-bench sink --dir D --port-file F [--plain]
  *                                         throughput receiver (TLS or TCP) until SIGTERM
@@ -263,6 +263,8 @@ static int cmd_beacon(int argc, char **argv)
     o.cert_len = cert_len;
     o.key = key;
     o.threads = (int)opt_long(argc, argv, "--threads", 1);
+    /* diagnostics only (0: the library's default, 20 s) */
+    o.keepalive_ms = (int)opt_long(argc, argv, "--keepalive-ms", 0);
     /* every client of the benchmark comes from 127.0.0.1 */
     o.max_conns_per_ip = 1000000;
     o.accept_rate_per_ip = 1000000;
