@@ -712,8 +712,21 @@ static ct_err sq_wal(struct sq_store *q, ct_error *err)
 {
     sqlite3_stmt *st = NULL;
     ct_err rc = CT_OK;
+    int64_t deadline = ctp_mono_ms() + q->busy_ms;
     int r = sqlite3_prepare_v2(q->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-    if (r == SQLITE_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+    /*
+     * Switching modes needs an exclusive lock, and SQLite may answer BUSY
+     * without consulting the busy handler (to avoid a deadlock) while other
+     * processes open the same new file: retry within the busy deadline, as
+     * sq_begin does.
+     */
+    while (r == SQLITE_OK && ((r = sqlite3_step(st)) & 0xff) == SQLITE_BUSY &&
+           ctp_mono_ms() < deadline) {
+        sqlite3_reset(st);
+        sq_sleep_ms(2);
+        r = SQLITE_OK;
+    }
+    if (r == SQLITE_ROW) {
         const unsigned char *mode = sqlite3_column_text(st, 0);
         if (!mode || strcmp((const char *)mode, "wal") != 0)
             rc = ctp_err(err, CT_E_STORE, 0, "store %s: cannot switch to WAL mode (got %s)",

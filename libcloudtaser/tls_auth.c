@@ -42,7 +42,7 @@
 
 #include <string.h>
 
-#define TLS_PSK_SUITE "TLS13-CHACHA20-POLY1305-SHA256"
+#define TLS_PSK_SUITE CTP_TLS_PREFERRED_SUITE
 
 /*
  * The TBSCertificate of a certificate DER: Certificate ::= SEQ { tbs SEQ,

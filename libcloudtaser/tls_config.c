@@ -15,8 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TLS_CIPHER_LIST \
-    "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384"
+#define TLS_CIPHER_LIST CTP_TLS_CIPHER_LIST /* wolf.h: depends on AES-NI */
 #define TLS_PSK_MIN 16
 #define TLS_PSK_MAX 64       /* wolfSSL MAX_PSK_KEY_LEN */
 #define TLS_NAME_MAX 253
