@@ -186,6 +186,38 @@ static ct_err gai_to_err(int g, int sys_errno)
 /* ------------------------------------------------------------------ */
 /* Connection methods                                                  */
 
+/*
+ * Resolves host:port for a TCP socket (verb and where name the operation in
+ * messages). Names under .invalid fail at once without asking the resolver.
+ * On success *res is freed by the caller with freeaddrinfo.
+ */
+static ct_err resolve(const char *verb, const char *where, const char *host, uint16_t port,
+                      int flags, struct addrinfo **res, ct_error *err)
+{
+    struct addrinfo hints;
+    char portstr[8];
+    int g;
+
+    *res = NULL;
+    if (is_invalid_tld(host))
+        return ctp_err(err, CT_E_RESOLVE, 0,
+                       "tcp %s %s: names under .invalid never resolve (RFC 6761)", verb, where);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = flags | AI_NUMERICSERV; /* no AI_ADDRCONFIG: it hides ::1 on v4-only hosts */
+    snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
+    g = getaddrinfo(host, portstr, &hints, res);
+    if (g != 0) {
+        int e = g == EAI_SYSTEM ? errno : 0;
+        *res = NULL;
+        return ctp_err(err, gai_to_err(g, e), e, "tcp %s %s: cannot resolve: %s", verb, where,
+                       gai_strerror(g));
+    }
+    return CT_OK;
+}
+
 static ct_err tcp_send(void *state, const uint8_t *p, size_t n, size_t *sent, int timeout_ms,
                        ct_error *err, void *user)
 {
@@ -407,11 +439,11 @@ out:
 static ct_err tcp_dial(ct_ctx *ctx, const char *host, uint16_t port, int timeout_ms,
                        ct_conn **out, ct_error *err, void *user)
 {
-    char where[ADDR_DESC_LEN], portstr[8], peer[ADDR_DESC_LEN];
-    struct addrinfo hints, *res = NULL;
+    char where[ADDR_DESC_LEN], peer[ADDR_DESC_LEN];
+    struct addrinfo *res = NULL;
     const struct addrinfo *ai;
     int64_t deadline;
-    int fd = -1, g, tried = 0;
+    int fd = -1, tried = 0;
     ct_err rc;
     (void)user;
 
@@ -430,26 +462,8 @@ static ct_err tcp_dial(ct_ctx *ctx, const char *host, uint16_t port, int timeout
         goto out;
     }
     deadline = ctp_deadline(ctx, timeout_ms);
-    if (is_invalid_tld(host)) {
-        rc = ctp_err(err, CT_E_RESOLVE, 0,
-                     "tcp dial %s: names under .invalid never resolve (RFC 6761)", where);
+    if ((rc = resolve("dial", where, host, port, 0, &res, err)) != CT_OK)
         goto out;
-    }
-
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    hints.ai_flags = AI_NUMERICSERV; /* no AI_ADDRCONFIG: it hides ::1 on v4-only hosts */
-    snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
-    g = getaddrinfo(host, portstr, &hints, &res);
-    if (g != 0) {
-        int e = g == EAI_SYSTEM ? errno : 0;
-        rc = ctp_err(err, gai_to_err(g, e), e, "tcp dial %s: cannot resolve: %s", where,
-                     gai_strerror(g));
-        res = NULL;
-        goto out;
-    }
 
     /* Each address in resolver order, all within the one deadline. */
     rc = CT_E_RESOLVE;
@@ -577,13 +591,13 @@ static ct_err listen_any(uint16_t port, int *out, ct_error *err)
 static ct_err tcp_listen(ct_ctx *ctx, const char *host, uint16_t port, void **lst,
                          ct_error *err, void *user)
 {
-    char where[ADDR_DESC_LEN], portstr[8], eb[128];
-    struct addrinfo hints, *res = NULL;
+    char where[ADDR_DESC_LEN], eb[128];
+    struct addrinfo *res = NULL;
     const struct addrinfo *ai;
     struct tcp_listener *l = NULL;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    int fd = -1, g;
+    int fd = -1;
     ct_err rc;
     (void)user;
 
@@ -601,26 +615,8 @@ static ct_err tcp_listen(ct_ctx *ctx, const char *host, uint16_t port, void **ls
     if (!host) {
         rc = listen_any(port, &fd, err);
     } else {
-        if (is_invalid_tld(host)) {
-            rc = ctp_err(err, CT_E_RESOLVE, 0,
-                         "tcp listen %s: names under .invalid never resolve (RFC 6761)",
-                         where);
+        if ((rc = resolve("listen", where, host, port, AI_PASSIVE, &res, err)) != CT_OK)
             goto out;
-        }
-        memset(&hints, 0, sizeof hints);
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_protocol = IPPROTO_TCP;
-        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-        snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
-        g = getaddrinfo(host, portstr, &hints, &res);
-        if (g != 0) {
-            int e = g == EAI_SYSTEM ? errno : 0;
-            rc = ctp_err(err, gai_to_err(g, e), e, "tcp listen %s: cannot resolve: %s", where,
-                         gai_strerror(g));
-            res = NULL;
-            goto out;
-        }
         /* The first address that binds wins; one listener is one socket. */
         rc = CT_E_RESOLVE;
         for (ai = res; ai; ai = ai->ai_next) {
