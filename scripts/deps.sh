@@ -6,6 +6,7 @@ set -euo pipefail
 CT_PACKAGES=(
   gcc libc6-dev pkg-config meson ninja-build python3
   libwolfssl-dev libsqlite3-dev
+  libjansson-dev     # JSON records in the store (cluster registration)
   libmicrohttpd-dev  # the tools' HTTP servers (cloudtaser-beacon's operations port)
   check openssl valgrind binutils
   clang libclang-rt-dev

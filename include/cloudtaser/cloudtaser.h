@@ -15,5 +15,6 @@
 #include "pki.h"
 #include "room.h"
 #include "relay.h"
+#include "register.h"
 
 #endif

@@ -1,0 +1,127 @@
+/*
+ * cloudtaser/register.h - registering a cluster on the secret-store side
+ * (the "Register" step of the self-bootstrap).
+ *
+ * ct_register creates, all in memory, a per-cluster CA (ECDSA P-256) and the
+ * bridge's client certificate issued by it, and writes them with a
+ * registration record to a ct_store. Store layout (values are JSON; in a
+ * Vault KV v2 mount "cloudtaser" the keys are cloudtaser/data/<key>):
+ *
+ *   clusters/<fp>/ca          {"v":1,"cert":"<PEM>","key":"<PEM>"}
+ *   clusters/<fp>/bridge      {"v":1,"cert":"<PEM>","key":"<PEM>"}
+ *   clusters/<fp>/registered  {"v":1,"fingerprint":"<fp>","registered_at":<ms>,
+ *                              "expires_at":<ms>,"init_room":"<hex>",
+ *                              "operational_room":"<hex>"}
+ *   clusters/<fp>/initialized written later by the bootstrap; its presence
+ *                             makes the registration CT_REG_INITIALIZED.
+ *
+ * <fp> is the canonical (lowercase) fingerprint (room.h). Times are Unix
+ * milliseconds from the context's wall clock (ct_ctx_wall_ms).
+ *
+ * Thread-safety: as common.h; a ct_registration is immutable and may be read
+ * by several threads at once. Concurrent ct_register calls for one cluster
+ * on a store with CT_STORE_F_CAS: at most one succeeds.
+ * Nothing here logs key material or a full fingerprint.
+ */
+#ifndef CLOUDTASER_REGISTER_H
+#define CLOUDTASER_REGISTER_H
+
+#include "common.h"
+#include "context.h"
+#include "room.h"
+#include "store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ct_registration ct_registration;
+
+typedef enum ct_reg_state {
+    CT_REG_REGISTERED = 1,  /* registered, not yet initialized, not expired */
+    CT_REG_INITIALIZED = 2, /* the bootstrap wrote clusters/<fp>/initialized */
+    CT_REG_EXPIRED = 3,     /* not initialized and now > expires_at */
+    CT_REG_STATE_FORCE_INT32_ = 0x7fffffff
+} ct_reg_state;
+
+#define CT_REGISTER_OPTIONS_VERSION 1
+#define CT_REGISTER_DEFAULT_EXPIRY_S 86400u
+
+typedef struct ct_register_options {
+    uint32_t version;  /* CT_REGISTER_OPTIONS_VERSION */
+    /* Seconds until an uninitialized registration expires (0: 86400). */
+    uint32_t expiry_s;
+} ct_register_options;
+
+#define CT_REGISTER_OPTIONS_INIT { .version = CT_REGISTER_OPTIONS_VERSION }
+
+/*
+ * Registers the cluster `fingerprint` (validated and canonicalised) in
+ * `store`. `opts` may be NULL for the defaults. On success *out (if `out`
+ * is not NULL) is the new registration (free with ct_registration_free).
+ *
+ * The key material records are written create-only first, the
+ * `registered` record last; on any failure every record this call wrote is
+ * deleted again, so a failed call leaves nothing behind (best effort: if
+ * the store also fails the clean-up, err->message says so).
+ *
+ * Memory: the private keys are exported into ct_secret buffers and the
+ * JSON values serialised into ct_secret buffers; jansson's copies of the
+ * PEM strings are wiped (json_string values are overwritten in place)
+ * before the tree is freed. What remains outside ct_secret memory: the
+ * transient copies inside wolfSSL's key handling (wiped by it) and the
+ * store's own (see the store's documentation).
+ *
+ * Errors: CT_E_INVALID (bad fingerprint or arguments), CT_E_VERSION,
+ * CT_E_CONFLICT (already registered: deregister first), CT_E_CRYPTO,
+ * CT_E_NOMEM, and the store's errors (CT_E_STORE, CT_E_UNSUPPORTED, ...).
+ */
+CT_API ct_err ct_register(ct_ctx *ctx, ct_store *store, const char *fingerprint,
+                          const ct_register_options *opts, ct_registration **out,
+                          ct_error *err);
+
+/*
+ * Deletes every record under clusters/<fp>/ (the store must support list).
+ * Errors: CT_E_INVALID, CT_E_NOTFOUND (no record for the cluster),
+ * CT_E_UNSUPPORTED, CT_E_STORE.
+ */
+CT_API ct_err ct_deregister(ct_ctx *ctx, ct_store *store, const char *fingerprint,
+                            ct_error *err);
+
+/*
+ * Reads a registration. *out: free with ct_registration_free.
+ * Errors: CT_E_INVALID, CT_E_NOTFOUND (not registered), CT_E_STORE (the
+ * record is malformed; the message names the key), CT_E_NOMEM.
+ */
+CT_API ct_err ct_registration_get(ct_ctx *ctx, ct_store *store, const char *fingerprint,
+                                  ct_registration **out, ct_error *err);
+
+/*
+ * The fingerprints of every registered cluster (those with a `registered`
+ * record), sorted, into a new list (ct_strlist_free).
+ * Errors: CT_E_INVALID, CT_E_UNSUPPORTED, CT_E_STORE, CT_E_NOMEM.
+ */
+CT_API ct_err ct_registration_list(ct_ctx *ctx, ct_store *store,
+                                   ct_strlist **fingerprints, ct_error *err);
+
+/* Accessors; borrowed pointers live until ct_registration_free. */
+CT_API const char *ct_registration_fingerprint(const ct_registration *r);
+CT_API int64_t ct_registration_registered_at(const ct_registration *r);
+CT_API int64_t ct_registration_expires_at(const ct_registration *r);
+CT_API const uint8_t *ct_registration_init_room(const ct_registration *r);
+CT_API const uint8_t *ct_registration_operational_room(const ct_registration *r);
+/*
+ * The state when the registration was read (ct_registration_get or
+ * ct_register), judged by the context's wall clock at that time.
+ */
+CT_API ct_reg_state ct_registration_state(const ct_registration *r);
+/* "registered", "initialized", "expired" ("unknown" otherwise). Never NULL. */
+CT_API const char *ct_reg_state_name(ct_reg_state s);
+
+/* Frees. NULL is a no-op. */
+CT_API void ct_registration_free(ct_registration *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

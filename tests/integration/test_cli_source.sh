@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# test_cli_source.sh CLOUDTASER - drives the real `cloudtaser source ...`
+# commands on a temporary SQLite store: register, status, list (text and
+# -o json), deregister, exit codes, the store file mode, and that no output
+# ever carries private key text.
+set -euo pipefail
+
+ct=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+store=$tmp/store.db
+out=$tmp/out
+err=$tmp/err
+all=$tmp/all-output
+: > "$all"
+
+FP=0ad50c05-1153-4508-9237-4cb2912e2c23
+FP2=11111111-2222-4333-8444-555555555555
+
+checks=0
+ok() { checks=$((checks + 1)); echo "ok $checks - $*"; }
+fail() {
+  echo "FAIL: $*" >&2
+  echo "--- stdout" >&2; cat "$out" >&2 || true
+  echo "--- stderr" >&2; cat "$err" >&2 || true
+  exit 1
+}
+# run WANT_EXIT ARGS...: runs the tool, keeps its output, checks the status.
+run() {
+  local want=$1 rc=0
+  shift
+  "$ct" "$@" > "$out" 2> "$err" || rc=$?
+  cat "$out" "$err" >> "$all"
+  [ "$rc" -eq "$want" ] || fail "'cloudtaser $*' exited $rc, want $want"
+}
+is_json() { python3 -c 'import json,sys; json.load(sys.stdin)' < "$out" || fail "not JSON"; }
+
+run 0 --help;                 grep -q "source register" "$out" || fail "--help"; ok "--help"
+run 0 --version;              grep -q "^cloudtaser " "$out" || fail "--version"; ok "--version"
+for c in register deregister status list; do
+  run 0 source "$c" --help;   grep -q "Usage: cloudtaser source $c" "$out" || fail "$c --help"
+done
+ok "every command has --help"
+
+run 2 source register --store "$store"
+grep -q -- "--fingerprint is required" "$err" || fail "missing --fingerprint message"
+[ ! -e "$store" ] || fail "a usage error created the store"
+ok "missing --fingerprint exits 2"
+run 2 source register --fingerprint "$FP" --store "$store" --expiry 10x;  ok "bad --expiry exits 2"
+run 2 source frobnicate;                                                 ok "unknown command exits 2"
+run 2 source list --store "$store" --bogus;                              ok "unknown option exits 2"
+run 2 source status --fingerprint "$FP" --store "$store" -o yaml;        ok "bad -o exits 2"
+
+run 1 source register --fingerprint not-a-uuid --store "$store"
+grep -q "fingerprint" "$err" || fail "bad fingerprint message"
+ok "bad fingerprint exits 1 with a message"
+
+run 0 source register --fingerprint "${FP^^}" --store "$store" --expiry 90m
+grep -q "^Registered cluster $FP" "$out" || fail "register output"
+grep -q "$store" "$out" || fail "register names the store"
+grep -Eq "Init room: +[0-9a-f]{16}\.\.\.$" "$out" || fail "init room prefix"
+grep -Eq "Operational room: +[0-9a-f]{16}\.\.\.$" "$out" || fail "operational room prefix"
+grep -q "Expires:" "$out" || fail "expiry"
+ok "register"
+[ "$(stat -c %a "$store")" = 600 ] || fail "store mode $(stat -c %a "$store")"
+ok "store file mode 0600"
+
+run 1 source register --fingerprint "$FP" --store "$store"
+grep -q "already registered; deregister first" "$err" || fail "conflict message"
+ok "second register exits 1 (already registered)"
+
+CLOUDTASER_STORE=$store run 0 source register --fingerprint "$FP2" --expiry 3600s
+ok "register through \$CLOUDTASER_STORE"
+
+run 0 source status --fingerprint "$FP" --store "$store"
+grep -q "^FINGERPRINT  *STATE  *REGISTERED  *EXPIRES" "$out" || fail "status header"
+grep -q "^$FP  *registered " "$out" || fail "status row"
+ok "status (text)"
+run 0 source status --fingerprint "$FP" --store "$store" -o json; is_json
+python3 -c '
+import json,sys
+d = json.load(sys.stdin)
+assert d["fingerprint"] == sys.argv[1] and d["state"] == "registered", d
+assert d["expires_at_ms"] - d["registered_at_ms"] == 90 * 60 * 1000, d
+assert len(d["init_room_prefix"]) == 16, d
+' "$FP" < "$out" || fail "status json fields"
+ok "status -o json"
+
+run 0 source list --store "$store"
+[ "$(grep -c registered "$out")" -eq 2 ] || fail "list rows"
+ok "list (text)"
+run 0 source list --store "$store" -o json; is_json
+python3 -c '
+import json,sys
+d = json.load(sys.stdin)
+assert sorted(x["fingerprint"] for x in d) == sorted(sys.argv[1:]), d
+' "$FP" "$FP2" < "$out" || fail "list json"
+ok "list -o json"
+
+run 0 source deregister --fingerprint "$FP" --store "$store"
+grep -q "^Deregistered cluster $FP" "$out" || fail "deregister output"
+ok "deregister"
+run 1 source deregister --fingerprint "$FP" --store "$store"
+grep -q "not registered" "$err" || fail "second deregister message"
+ok "second deregister exits 1"
+run 1 source status --fingerprint "$FP" --store "$store";  ok "status of a deregistered cluster exits 1"
+run 0 source list --store "$store" -o json; is_json
+python3 -c 'import json,sys; d = json.load(sys.stdin); assert len(d) == 1, d' < "$out" \
+  || fail "list after deregister"
+ok "list after deregister"
+run 0 source deregister --fingerprint "$FP2" --store "$store"
+run 0 source list --store "$store" -o json; is_json
+[ "$(tr -d '[:space:]' < "$out")" = "[]" ] || fail "empty list json"
+ok "empty list -o json is []"
+
+# The store does hold key material; the output never does.
+if grep -q "PRIVATE KEY" "$all"; then fail "private key text in CLI output"; fi
+ok "no private key text in any output"
+echo "all $checks checks passed"

@@ -1,0 +1,389 @@
+/*
+ * main.c - cloudtaser: the operator's command line. This version carries the
+ * secret-store side of the self-bootstrap's "Register" step:
+ *
+ *   cloudtaser source register   --fingerprint UUID [--store PATH] [--expiry DUR]
+ *   cloudtaser source deregister --fingerprint UUID [--store PATH]
+ *   cloudtaser source status     --fingerprint UUID [--store PATH] [-o json]
+ *   cloudtaser source list       [--store PATH] [-o json]
+ *
+ * Thin by design: everything about records, keys and certificates lives in
+ * libcloudtaser (register.h). Never prints key material; the room hashes
+ * are shown as 16-hex-digit prefixes.
+ */
+#include "cloudtaser/cloudtaser.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PROG "cloudtaser"
+#define DEF_STORE "./cloudtaser-store.db"
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+typedef struct opts {
+    const char *fingerprint;
+    const char *store;
+    uint32_t expiry_s;
+    int json;
+} opts;
+
+static void usage_main(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " source COMMAND [OPTION]...\n"
+"       " PROG " --help | --version\n"
+"\n"
+"Secret-store side of the cloudtaser self-bootstrap.\n"
+"\n"
+"Commands:\n"
+"  source register     register a cluster: make its CA and the bridge's client\n"
+"                      certificate and store them\n"
+"  source deregister   remove every record of a cluster\n"
+"  source status       show one cluster's registration\n"
+"  source list         show every registered cluster\n"
+"\n"
+"Run '" PROG " source COMMAND --help' for a command's options.\n"
+"\n"
+"Exit status: 0 success, 1 the operation failed, 2 bad command line.\n");
+}
+
+static void usage_cmd(FILE *f, const char *cmd)
+{
+    if (strcmp(cmd, "register") == 0)
+        fprintf(f,
+"Usage: " PROG " source register --fingerprint UUID [--store PATH] [--expiry DURATION]\n"
+"\n"
+"Registers a cluster: creates, in memory, a per-cluster CA (ECDSA P-256) and\n"
+"the bridge's client certificate, and writes them with the registration to\n"
+"the store. Fails if the cluster is already registered (deregister first).\n"
+"Prints the init and operational room hash prefixes; never key material.\n"
+"\n");
+    else if (strcmp(cmd, "deregister") == 0)
+        fprintf(f,
+"Usage: " PROG " source deregister --fingerprint UUID [--store PATH]\n"
+"\n"
+"Deletes every record of a cluster (keys, certificates, registration).\n"
+"\n");
+    else if (strcmp(cmd, "status") == 0)
+        fprintf(f,
+"Usage: " PROG " source status --fingerprint UUID [--store PATH] [-o json]\n"
+"\n"
+"Shows a cluster's registration: state (registered, initialized, expired),\n"
+"registration and expiry times, room hash prefixes.\n"
+"\n");
+    else
+        fprintf(f,
+"Usage: " PROG " source list [--store PATH] [-o json]\n"
+"\n"
+"Shows every registered cluster.\n"
+"\n");
+    fprintf(f,
+"Options:\n"
+"  --fingerprint UUID   the cluster fingerprint (kube-system namespace UID)\n"
+"  --store PATH         the SQLite record store (default: $CLOUDTASER_STORE,\n"
+"                       else " DEF_STORE "); created with mode 0600\n"
+"  --expiry DURATION    register: how long the registration waits for the\n"
+"                       cluster's bootstrap, e.g. 24h, 90m, 3600s (default 24h)\n"
+"  -o, --output FORMAT  status, list: text (default) or json\n"
+"  -h, --help           show this text and exit\n"
+"\n"
+"Exit status: 0 success, 1 the operation failed, 2 bad command line.\n");
+}
+
+static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    fputs(PROG ": ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry '" PROG " --help' for more information.\n", stderr);
+    return EXIT_USAGE;
+}
+
+static int fail(const char *what, const ct_error *err)
+{
+    fprintf(stderr, PROG ": %s: %s\n", what,
+            err->message[0] ? err->message : ct_strerror(err->code));
+    return EXIT_FAIL;
+}
+
+/* "24h", "90m", "3600s", "3600" (seconds). 0 and -1 on error. */
+static int parse_duration(const char *s, uint32_t *out)
+{
+    char *end;
+    unsigned long long v, mul = 1;
+    errno = 0;
+    if (s[0] < '0' || s[0] > '9')
+        return -1;
+    v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    if (*end == 's')
+        mul = 1, end++;
+    else if (*end == 'm')
+        mul = 60, end++;
+    else if (*end == 'h')
+        mul = 3600, end++;
+    else if (*end == 'd')
+        mul = 86400, end++;
+    if (*end || v == 0 || v > UINT32_MAX / mul)
+        return -1;
+    *out = (uint32_t)(v * mul);
+    return 0;
+}
+
+static void fmt_time(int64_t ms, char *buf, size_t n)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, n, "%lld", (long long)ms);
+}
+
+static void prefix16(const uint8_t *h, char out[17])
+{
+    char full[2 * CT_ROOM_HASH_LEN + 1];
+    ct_hex(h, CT_ROOM_HASH_LEN, full);
+    memcpy(out, full, 16);
+    out[16] = '\0';
+}
+
+static void print_json_reg(const ct_registration *r)
+{
+    char ir[17], orm[17], ra[32], ea[32];
+    prefix16(ct_registration_init_room(r), ir);
+    prefix16(ct_registration_operational_room(r), orm);
+    fmt_time(ct_registration_registered_at(r), ra, sizeof ra);
+    fmt_time(ct_registration_expires_at(r), ea, sizeof ea);
+    /* Every value is hex, digits, a UUID or a fixed word: no escaping needed. */
+    printf("{\"fingerprint\":\"%s\",\"state\":\"%s\",\"registered\":\"%s\","
+           "\"expires\":\"%s\",\"registered_at_ms\":%lld,\"expires_at_ms\":%lld,"
+           "\"init_room_prefix\":\"%s\",\"operational_room_prefix\":\"%s\"}",
+           ct_registration_fingerprint(r), ct_reg_state_name(ct_registration_state(r)), ra,
+           ea, (long long)ct_registration_registered_at(r),
+           (long long)ct_registration_expires_at(r), ir, orm);
+}
+
+static void print_table_head(void)
+{
+    printf("%-36s  %-11s  %-20s  %s\n", "FINGERPRINT", "STATE", "REGISTERED", "EXPIRES");
+}
+
+static void print_table_row(const ct_registration *r)
+{
+    char ra[32], ea[32];
+    fmt_time(ct_registration_registered_at(r), ra, sizeof ra);
+    fmt_time(ct_registration_expires_at(r), ea, sizeof ea);
+    printf("%-36s  %-11s  %-20s  %s\n", ct_registration_fingerprint(r),
+           ct_reg_state_name(ct_registration_state(r)), ra, ea);
+}
+
+static int cmd_register(ct_ctx *ctx, ct_store *st, const opts *o)
+{
+    ct_register_options ro = CT_REGISTER_OPTIONS_INIT;
+    ct_registration *r = NULL;
+    ct_error err;
+    char ir[17], orm[17], ea[32];
+
+    ro.expiry_s = o->expiry_s;
+    if (ct_register(ctx, st, o->fingerprint, &ro, &r, &err) != CT_OK)
+        return fail("register", &err);
+    prefix16(ct_registration_init_room(r), ir);
+    prefix16(ct_registration_operational_room(r), orm);
+    fmt_time(ct_registration_expires_at(r), ea, sizeof ea);
+    printf("Registered cluster %s\n", ct_registration_fingerprint(r));
+    printf("  Store:            %s\n", o->store);
+    printf("  Records:          clusters/%s/{ca,bridge,registered}\n",
+           ct_registration_fingerprint(r));
+    printf("  CA:               ECDSA P-256, created in memory; bridge client certificate issued\n");
+    printf("  Init room:        %s...\n", ir);
+    printf("  Operational room: %s...\n", orm);
+    printf("  Expires:          %s (unless the cluster bootstraps first)\n", ea);
+    printf("\nDeploy the operator on the cluster; it self-bootstraps through the beacon.\n");
+    ct_registration_free(r);
+    return EXIT_OK;
+}
+
+static int cmd_deregister(ct_ctx *ctx, ct_store *st, const opts *o)
+{
+    ct_error err;
+    char fp[CT_FINGERPRINT_LEN + 1];
+    if (ct_fingerprint_canonical(o->fingerprint, fp, &err) != CT_OK ||
+        ct_deregister(ctx, st, o->fingerprint, &err) != CT_OK)
+        return fail("deregister", &err);
+    printf("Deregistered cluster %s\n", fp);
+    return EXIT_OK;
+}
+
+static int cmd_status(ct_ctx *ctx, ct_store *st, const opts *o)
+{
+    ct_registration *r = NULL;
+    ct_error err;
+    if (ct_registration_get(ctx, st, o->fingerprint, &r, &err) != CT_OK)
+        return fail("status", &err);
+    if (o->json) {
+        print_json_reg(r);
+        putchar('\n');
+    } else {
+        char ir[17], orm[17];
+        print_table_head();
+        print_table_row(r);
+        prefix16(ct_registration_init_room(r), ir);
+        prefix16(ct_registration_operational_room(r), orm);
+        printf("\nInit room:        %s...\nOperational room: %s...\n", ir, orm);
+    }
+    ct_registration_free(r);
+    return EXIT_OK;
+}
+
+static int cmd_list(ct_ctx *ctx, ct_store *st, const opts *o)
+{
+    ct_strlist *fps = NULL;
+    ct_error err;
+    size_t i, n;
+    int rc = EXIT_OK;
+
+    if (ct_registration_list(ctx, st, &fps, &err) != CT_OK)
+        return fail("list", &err);
+    n = ct_strlist_count(fps);
+    if (o->json)
+        putchar('[');
+    else
+        print_table_head();
+    for (i = 0; i < n; i++) {
+        ct_registration *r = NULL;
+        if (ct_registration_get(ctx, st, ct_strlist_get(fps, i), &r, &err) != CT_OK) {
+            rc = fail("list", &err);
+            break;
+        }
+        if (o->json) {
+            if (i)
+                putchar(',');
+            print_json_reg(r);
+        } else {
+            print_table_row(r);
+        }
+        ct_registration_free(r);
+    }
+    if (o->json && rc == EXIT_OK)
+        puts("]");
+    ct_strlist_free(fps);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option k_options[] = {
+        {"fingerprint", required_argument, NULL, 'f'},
+        {"store", required_argument, NULL, 's'},
+        {"expiry", required_argument, NULL, 'e'},
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    opts o = {0};
+    const char *cmd;
+    ct_ctx *ctx = NULL;
+    ct_store *st = NULL;
+    ct_error err;
+    int opt, rc;
+
+    if (argc < 2)
+        return usage_main(stderr), EXIT_USAGE;
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        return usage_main(stdout), EXIT_OK;
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        printf(PROG " %s (libcloudtaser %s)\n", CT_VERSION_STRING, ct_version());
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "source") != 0)
+        return bad_usage("unknown command '%s'", argv[1]);
+    if (argc < 3)
+        return bad_usage("source: missing command (register, deregister, status, list)");
+    cmd = argv[2];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0)
+        return usage_main(stdout), EXIT_OK;
+    if (strcmp(cmd, "register") != 0 && strcmp(cmd, "deregister") != 0 &&
+        strcmp(cmd, "status") != 0 && strcmp(cmd, "list") != 0)
+        return bad_usage("source: unknown command '%s'", cmd);
+
+    optind = 3;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":ho:", k_options, NULL)) != -1) {
+        switch (opt) {
+        case 'h':
+            usage_cmd(stdout, cmd);
+            return EXIT_OK;
+        case 'f':
+            o.fingerprint = optarg;
+            break;
+        case 's':
+            o.store = optarg;
+            break;
+        case 'e':
+            if (parse_duration(optarg, &o.expiry_s) != 0)
+                return bad_usage("--expiry '%s': expected a duration like 24h, 90m or 3600s",
+                                 optarg);
+            break;
+        case 'o':
+            if (strcmp(optarg, "json") == 0)
+                o.json = 1;
+            else if (strcmp(optarg, "text") == 0)
+                o.json = 0;
+            else
+                return bad_usage("-o '%s': expected text or json", optarg);
+            break;
+        case ':':
+            return bad_usage("option '%s' needs an argument", argv[optind - 1]);
+        default:
+            return bad_usage("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return bad_usage("unexpected argument '%s'", argv[optind]);
+    if (strcmp(cmd, "list") != 0 && !o.fingerprint)
+        return bad_usage("source %s: --fingerprint is required", cmd);
+    if (strcmp(cmd, "list") == 0 && o.fingerprint)
+        return bad_usage("source list: --fingerprint is not accepted");
+    if (strcmp(cmd, "register") != 0 && o.expiry_s)
+        return bad_usage("source %s: --expiry applies to register only", cmd);
+    if ((strcmp(cmd, "register") == 0 || strcmp(cmd, "deregister") == 0) && o.json)
+        return bad_usage("source %s: -o applies to status and list only", cmd);
+    if (!o.store) {
+        const char *env = getenv("CLOUDTASER_STORE");
+        o.store = env && *env ? env : DEF_STORE;
+    }
+
+    if (o.fingerprint) {
+        char fp[CT_FINGERPRINT_LEN + 1];
+        if (ct_fingerprint_canonical(o.fingerprint, fp, &err) != CT_OK)
+            return fail("--fingerprint", &err);
+    }
+    if (ct_ctx_new(NULL, &ctx, &err) != CT_OK)
+        return fail("init", &err);
+    if (ct_store_new_sqlite(ctx, o.store, &st, &err) != CT_OK) {
+        fprintf(stderr, PROG ": store %s: %s\n", o.store, err.message);
+        ct_ctx_free(ctx);
+        return EXIT_FAIL;
+    }
+    if (strcmp(cmd, "register") == 0)
+        rc = cmd_register(ctx, st, &o);
+    else if (strcmp(cmd, "deregister") == 0)
+        rc = cmd_deregister(ctx, st, &o);
+    else if (strcmp(cmd, "status") == 0)
+        rc = cmd_status(ctx, st, &o);
+    else
+        rc = cmd_list(ctx, st, &o);
+    ct_store_free(st);
+    ct_ctx_free(ctx);
+    ct_thread_cleanup();
+    return rc;
+}
