@@ -12,6 +12,10 @@
  *                    the beacon leg) and end-to-end mTLS inside it, both
  *                    verified against the cluster CA; one request/response
  *
+ * The demo keeps its own records under "demo/" in a throwaway store: they
+ * are not the registration layout (ct_register and `cloudtaser source
+ * register` write that; see docs/ARCHITECTURE.md, "Store layout").
+ *
  * Usage: demo [--fingerprint UUID] [--store PATH]
  * The beacon relay (issue 3) and the real bootstrap protocol (issue 4)
  * replace phases 3 and 4 as they land.
@@ -162,12 +166,12 @@ int main(int argc, char **argv)
     }
     CHECK(ct_key_export(ca_key, 0, &ca_key_der, &err));
     CHECK(ct_key_export(bridge_key, 0, &bridge_key_der, &err));
-    snprintf(key, sizeof key, "cloudtaser/data/clusters/%s/ca-cert", canon);
+    snprintf(key, sizeof key, "demo/clusters/%s/ca-cert", canon);
     CHECK(ct_store_put(store, key, ca, ca_len, CT_STORE_CREATE, &ver, &err));
-    snprintf(key, sizeof key, "cloudtaser/data/clusters/%s/ca-key", canon);
+    snprintf(key, sizeof key, "demo/clusters/%s/ca-key", canon);
     CHECK(ct_store_put(store, key, ct_secret_data(ca_key_der), ct_secret_len(ca_key_der),
                        CT_STORE_CREATE, &ver, &err));
-    snprintf(key, sizeof key, "cloudtaser/data/clusters/%s/registered", canon);
+    snprintf(key, sizeof key, "demo/clusters/%s/registered", canon);
     CHECK(ct_store_put(store, key, "{}", 2, CT_STORE_CREATE, &ver, &err));
     CHECK(ct_room_hash_operational(ca, ca_len, op_hash, &err));
     PHASE("registered    CA %zu B + bridge client cert %zu B in %s; operational room %.16s...",
@@ -185,7 +189,7 @@ int main(int argc, char **argv)
         PHASE("request       operator generated its key and a %zu B certificate request "
               "(the private key stays with the operator)",
               csr_len);
-        snprintf(key, sizeof key, "cloudtaser/data/clusters/%s/initialized", canon);
+        snprintf(key, sizeof key, "demo/clusters/%s/initialized", canon);
         CHECK(ct_store_put(store, key, "claimed", 7, CT_STORE_CREATE, &ver, &err));
         PHASE("claimed       one-time bootstrap claim recorded (check-and-set, version %llu)",
               (unsigned long long)ver);
@@ -194,7 +198,7 @@ int main(int argc, char **argv)
             goto out;
         }
         PHASE("replay        second claim refused: %s", ct_err_name(err.code));
-        snprintf(key, sizeof key, "cloudtaser/data/clusters/%s/ca-key", canon);
+        snprintf(key, sizeof key, "demo/clusters/%s/ca-key", canon);
         CHECK(ct_store_get(store, key, &rec, NULL, &err));
         {
             ct_key *stored_ca_key = NULL;
