@@ -57,6 +57,14 @@ typedef ct_err (*ct_agent_handler)(void *arg, const char *fingerprint, ct_sessio
                                    uint32_t stream, const uint8_t *req, size_t req_len,
                                    uint8_t **resp, size_t *resp_len, ct_error *err);
 
+/*
+ * Hardens the calling process for holding secrets: no core dumps
+ * (RLIMIT_CORE 0) and not dumpable (PR_SET_DUMPABLE 0: no ptrace by other
+ * processes of the same user, no /proc/<pid>/mem). Call early in main().
+ * Errors: CT_E_INTERNAL with os_error.
+ */
+CT_API ct_err ct_process_harden(ct_error *err);
+
 /* ---- bridge ---- */
 
 typedef struct ct_bridge ct_bridge;

@@ -16,5 +16,9 @@
 #include "room.h"
 #include "relay.h"
 #include "register.h"
+#include "jwt.h"
+#include "session.h"
+#include "bootstrap.h"
+#include "agent.h"
 
 #endif

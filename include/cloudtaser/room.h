@@ -46,6 +46,13 @@ CT_API ct_err ct_sha256(const void *data, size_t len, uint8_t out[32]);
  */
 CT_API char *ct_hex(const uint8_t *bytes, size_t len, char *out);
 
+/*
+ * Decodes exactly 2*len hex digits (either case; no separators, optional
+ * "sha256:" prefix) from `hex` into out[len]. Errors: CT_E_INVALID (wrong
+ * length or a non-hex character; the message says which).
+ */
+CT_API ct_err ct_unhex(const char *hex, uint8_t *out, size_t len, ct_error *err);
+
 #ifdef __cplusplus
 }
 #endif

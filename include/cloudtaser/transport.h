@@ -172,6 +172,17 @@ CT_API void ct_listener_free(ct_listener *l);
 /* Frees the transport (calls ops->destroy). NULL is a no-op. */
 CT_API void ct_transport_free(ct_transport *t);
 
+/*
+ * Splits "HOST", "HOST:PORT", "[V6]" or "[V6]:PORT" (HOST a name or an
+ * IPv4 literal; an IPv6 literal must be in brackets) into host (copied
+ * into host[0..host_cap), NUL-terminated, brackets removed) and *port
+ * (default_port when the string has none). Does not resolve anything.
+ * Errors: CT_E_INVALID (empty host, bad port, unbracketed IPv6, host too
+ * long for host_cap), with a message naming the problem. Thread-safe.
+ */
+CT_API ct_err ct_hostport_parse(const char *s, uint16_t default_port, char *host,
+                                size_t host_cap, uint16_t *port, ct_error *err);
+
 /* ------------------------------------------------------------------ */
 /* Built-in: TCP                                                        */
 

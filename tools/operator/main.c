@@ -1,0 +1,241 @@
+/*
+ * main.c - cloudtaser-operator: runs the library's operator (ct_operator_*)
+ * in the cluster. Thin: flags, signals, the event display, and an optional
+ * request sent once the operational session is up.
+ */
+#include "../agent/agent_cli.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROG "cloudtaser-operator"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " --beacon HOST[:PORT] (--beacon-pin HEX | --beacon-ca FILE |\n"
+"                            --beacon-system-ca) --fingerprint UUID [OPTION]...\n"
+"\n"
+"The cluster-side end of cloudtaser. Bootstraps itself through the beacon with\n"
+"nothing but the beacon address and the cluster fingerprint (the kube-system\n"
+"namespace UID), keeps its credentials in memory only, and keeps one mutual-TLS\n"
+"session with the bridge up, reconnecting with backoff and jitter.\n"
+"\n"
+"Options:\n"
+BEACON_FLAGS_HELP
+"  --fingerprint UUID       the cluster fingerprint (kube-system namespace UID)\n"
+"  --token-file FILE        the operator's service-account token (projected,\n"
+"                           audience " CT_BOOTSTRAP_DEFAULT_AUDIENCE "); re-read at every\n"
+"                           bootstrap. Needed to re-bootstrap after a restart.\n"
+"  --jwks-file FILE         the cluster's service-account issuer keys\n"
+"                           (/openid/v1/jwks), pinned by the bridge at the first\n"
+"                           bootstrap\n"
+"  --request JSON           once the session is up, send this request to the\n"
+"                           bridge and print the answer (e.g. '{\"op\":\"ping\"}')\n"
+"  --exit-after-request     exit after --request has been answered\n"
+"  --timeout SECONDS        with --exit-after-request: give up after this long\n"
+"                           (default: 60)\n"
+"  -o, --output json        events as one JSON object per line\n"
+"  -v, --verbose            also log library notices to stderr\n"
+"  -h, --help               this help\n"
+"  -V, --version            the version\n"
+"\n"
+"Output: one line per event on stdout (waiting, bootstrap_issued,\n"
+"bootstrap_refused, session_up, session_down, error), then \"answer JSON\"\n"
+"for --request. Never prints keys, tokens or the full fingerprint.\n"
+"Signals: SIGTERM/SIGINT close the session cleanly (GOAWAY) and exit.\n"
+"Exit status: 0 after a signal or an answered --exit-after-request, 1 on a\n"
+"fatal error or a failed request, 2 on a bad command line.\n");
+}
+
+typedef struct app {
+    int json;
+    ct_operator *op;
+    const char *request;
+    int exit_after;
+    int timeout_s;
+    int result; /* exit status of the request */
+} app;
+
+static void on_event(void *arg, const ct_agent_event *ev)
+{
+    print_event(stdout, ((app *)arg)->json, ev);
+}
+
+static void stop_operator(void *arg)
+{
+    ct_operator_stop(arg);
+}
+
+static void *request_thread(void *arg)
+{
+    app *a = arg;
+    uint8_t *resp = NULL;
+    size_t len = 0;
+    ct_error err;
+    ct_err rc;
+
+    rc = ct_operator_request(a->op, a->request, strlen(a->request), a->timeout_s * 1000, &resp,
+                             &len, &err);
+    if (rc == CT_OK) {
+        printf("%s%.*s\n", a->json ? "" : "answer ", (int)len, resp ? (const char *)resp : "");
+        fflush(stdout);
+        a->result = EXIT_OK;
+    } else {
+        fprintf(stderr, PROG ": request failed: %s (%s)\n", err.message, ct_err_name(rc));
+        a->result = EXIT_FAIL;
+    }
+    ct_free(resp);
+    if (a->exit_after)
+        ct_operator_stop(a->op);
+    ct_thread_cleanup();
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_FP, O_TOKEN, O_JWKS, O_REQ, O_EXIT,
+           O_TIMEOUT };
+    static const struct option lo[] = {
+        { "beacon", required_argument, 0, O_BEACON },
+        { "beacon-pin", required_argument, 0, O_PIN },
+        { "beacon-ca", required_argument, 0, O_CA },
+        { "beacon-system-ca", no_argument, 0, O_SYSCA },
+        { "beacon-name", required_argument, 0, O_NAME },
+        { "fingerprint", required_argument, 0, O_FP },
+        { "token-file", required_argument, 0, O_TOKEN },
+        { "jwks-file", required_argument, 0, O_JWKS },
+        { "request", required_argument, 0, O_REQ },
+        { "exit-after-request", no_argument, 0, O_EXIT },
+        { "timeout", required_argument, 0, O_TIMEOUT },
+        { "output", required_argument, 0, 'o' },
+        { "verbose", no_argument, 0, 'v' },
+        { "help", no_argument, 0, 'h' },
+        { "version", no_argument, 0, 'V' },
+        { 0, 0, 0, 0 },
+    };
+    beacon_flags bf;
+    ct_operator_options oo = CT_OPERATOR_OPTIONS_INIT;
+    ct_ctx_options co = CT_CTX_OPTIONS_INIT;
+    const char *fp = NULL, *jwks_file = NULL;
+    char *jwks = NULL, why[256];
+    size_t jwks_len = 0;
+    ct_ctx *ctx = NULL;
+    ct_error err;
+    app a = { .timeout_s = 60, .result = EXIT_OK };
+    pthread_t rq;
+    int c, verbose = 0, rc = EXIT_FAIL, rq_started = 0;
+
+    memset(&bf, 0, sizeof bf);
+    while ((c = getopt_long(argc, argv, "o:vhV", lo, NULL)) != -1) {
+        switch (c) {
+        case O_BEACON: bf.address = optarg; break;
+        case O_PIN: bf.pin_hex = optarg; break;
+        case O_CA: bf.ca_file = optarg; break;
+        case O_SYSCA: bf.system_ca = 1; break;
+        case O_NAME: bf.name = optarg; break;
+        case O_FP: fp = optarg; break;
+        case O_TOKEN: oo.token_file = optarg; break;
+        case O_JWKS: jwks_file = optarg; break;
+        case O_REQ: a.request = optarg; break;
+        case O_EXIT: a.exit_after = 1; break;
+        case O_TIMEOUT: {
+            char *end;
+            long t = strtol(optarg, &end, 10);
+            if (!*optarg || *end || t < 1 || t > 86400) {
+                fprintf(stderr, PROG ": --timeout: expected 1 to 86400 seconds\n");
+                return EXIT_USAGE;
+            }
+            a.timeout_s = (int)t;
+            break;
+        }
+        case 'o':
+            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) {
+                fprintf(stderr, PROG ": -o: expected json or text\n");
+                return EXIT_USAGE;
+            }
+            a.json = strcmp(optarg, "json") == 0;
+            break;
+        case 'v': verbose = 1; break;
+        case 'h': usage(stdout); return EXIT_OK;
+        case 'V': printf(PROG " %s\n", ct_version()); return EXIT_OK;
+        default:
+            fprintf(stderr, "Try '" PROG " --help' for more information.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (!fp) {
+        fprintf(stderr, PROG ": --fingerprint UUID is required (the kube-system namespace UID)\n");
+        return EXIT_USAGE;
+    }
+    {
+        char canon[CT_FINGERPRINT_LEN + 1];
+        if (ct_fingerprint_canonical(fp, canon, &err) != CT_OK) {
+            fprintf(stderr, PROG ": --fingerprint: %s\n", err.message);
+            return EXIT_USAGE;
+        }
+    }
+    if (a.exit_after && !a.request) {
+        fprintf(stderr, PROG ": --exit-after-request needs --request\n");
+        return EXIT_USAGE;
+    }
+    if (beacon_flags_resolve(PROG, &bf) != 0)
+        return EXIT_USAGE;
+    if (jwks_file && read_small_file(jwks_file, CT_JWKS_MAX_LEN, &jwks, &jwks_len, why,
+                                     sizeof why) != 0) {
+        fprintf(stderr, PROG ": --jwks-file: %s\n", why);
+        return EXIT_USAGE;
+    }
+
+    if (ct_process_harden(&err) != CT_OK)
+        fprintf(stderr, PROG ": warning: %s\n", err.message);
+    co.log = stderr_logger;
+    co.log_user = (void *)PROG;
+    co.log_level = verbose ? CT_LOG_INFO : CT_LOG_WARNING;
+    if (ct_ctx_new(&co, &ctx, &err) != CT_OK) {
+        fprintf(stderr, PROG ": %s\n", err.message);
+        goto out;
+    }
+    oo.fingerprint = fp;
+    oo.beacon = &bf.opts;
+    oo.jwks = jwks;
+    oo.jwks_len = jwks_len;
+    oo.on_event = on_event;
+    oo.event_arg = &a;
+    if (ct_operator_new(ctx, &oo, &a.op, &err) != CT_OK) {
+        fprintf(stderr, PROG ": %s\n", err.message);
+        goto out;
+    }
+    install_stop_signals(stop_operator, a.op);
+    if (a.request) {
+        if (pthread_create(&rq, NULL, request_thread, &a) != 0) {
+            fprintf(stderr, PROG ": cannot start the request thread\n");
+            goto out;
+        }
+        rq_started = 1;
+    }
+    if (ct_operator_run(a.op, &err) != CT_OK) {
+        fprintf(stderr, PROG ": %s\n", err.message);
+        goto out;
+    }
+    rc = EXIT_OK;
+out:
+    if (rq_started) {
+        ct_operator_stop(a.op);
+        pthread_join(rq, NULL);
+        if (rc == EXIT_OK)
+            rc = a.result;
+    }
+    install_stop_signals(NULL, NULL);
+    ct_operator_free(a.op);
+    ct_ctx_free(ctx);
+    free(jwks);
+    ct_thread_cleanup();
+    return rc;
+}
