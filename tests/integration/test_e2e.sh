@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# test_e2e.sh BUILD_DIR FIXTURES - the whole system as real processes on
+# loopback: cloudtaser-beacon, cloudtaser (register/deregister),
+# cloudtaser-bridge, cloudtaser-operator, with the embedded SQLite store.
+#
+# Checks: the happy path (bootstrap, operational session, a request),
+# operator restart (attested re-bootstrap), restart without a token
+# (refused), a replayed token (refused), an expired registration, an
+# unregistered cluster, two bridges racing for one claim, deregistration
+# during a session, and the beacon killed and restarted (both sides recover
+# on their own). Every wait is bounded.
+set -euo pipefail
+
+build=$(cd "$1" && pwd)
+fixtures=$(cd "$2" && pwd)
+BEACON=$build/tools/cloudtaser-beacon
+CT=$build/tools/cloudtaser
+BRIDGE=$build/tools/cloudtaser-bridge
+OPERATOR=$build/tools/cloudtaser-operator
+ISSUER=$build/examples/ct-dev-issuer
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+checks=0
+ok() { checks=$((checks + 1)); echo "ok $checks - $*"; }
+fail() {
+  echo "FAIL: $*" >&2
+  local f
+  for f in "$tmp"/*.log; do
+    [ -e "$f" ] || continue
+    echo "--- $f" >&2; tail -n 40 "$f" >&2
+  done
+  exit 1
+}
+# wait_for FILE REGEX SECONDS: until a line of FILE matches.
+wait_for() {
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    grep -Eq -- "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "no line matching '$2' in $1 within $3 s"
+}
+count() { grep -Ec -- "$2" "$1" 2>/dev/null || true; }
+
+# The beacon uses the fixture server certificate (IP 127.0.0.1), so it can
+# be restarted with the same identity; clients verify it by the fixture CA.
+cp "$fixtures/tls/server.pem" "$tmp/beacon.pem"
+cp "$fixtures/tls/server-key.pem" "$tmp/beacon-key.pem"
+chmod 600 "$tmp/beacon-key.pem"
+beacon_pid=
+start_beacon() { # [PORT]
+  "$BEACON" --cert "$tmp/beacon.pem" --key "$tmp/beacon-key.pem" \
+    --listen "127.0.0.1:${1:-0}" --metrics 127.0.0.1:0 --log-level warning \
+    > "$tmp/beacon.out" 2>> "$tmp/beacon.log" &
+  beacon_pid=$!
+  pids+=("$beacon_pid")
+  wait_for "$tmp/beacon.out" '^listening ' 15
+  addr=$(sed -n 's/^listening //p' "$tmp/beacon.out")
+}
+start_beacon
+port=${addr##*:}
+B=(--beacon "$addr" --beacon-ca "$fixtures/tls/ca.pem")
+ok "beacon listening on $addr"
+
+export CLOUDTASER_STORE=$tmp/store.db
+FP=$(cat /proc/sys/kernel/random/uuid)
+"$CT" source register --fingerprint "$FP" > "$tmp/register.log"
+mkdir -m 700 "$tmp/iss"
+"$ISSUER" "$tmp/iss"
+ok "cluster registered, issuer keys and token made"
+
+start_bridge() { # NAME
+  "$BRIDGE" "${B[@]}" --scan-interval 300 -o json > "$tmp/$1.log" 2>&1 &
+  pids+=($!)
+  eval "${1}_pid=$!"
+}
+start_bridge bridge1
+
+# --- happy path ---------------------------------------------------------
+"$OPERATOR" "${B[@]}" --fingerprint "$FP" --token-file "$tmp/iss/token" \
+  --jwks-file "$tmp/iss/jwks.json" --request '{"op":"ping"}' --exit-after-request \
+  --timeout 30 -o json > "$tmp/op1.log" 2>&1 || fail "operator: first bootstrap + request"
+grep -q '"event":"bootstrap_issued"' "$tmp/op1.log" || fail "operator saw no certificate"
+grep -q '"event":"session_up"' "$tmp/op1.log" || fail "operator saw no session"
+grep -q '"op":"pong"' "$tmp/op1.log" || fail "no answer to the request"
+wait_for "$tmp/bridge1.log" '"event":"claim_recorded"' 5
+ok "first bootstrap, operational mTLS session, request answered"
+"$CT" source status --fingerprint "$FP" -o json | grep -q '"state": *"initialized"' \
+  || fail "status is not initialized"
+ok "registration is initialized"
+if grep -hq -- "$FP" "$tmp"/*.log; then fail "a log line carries the full fingerprint"; fi
+grep -hq "$(head -c 40 "$tmp/iss/token")" "$tmp"/*.log && fail "a log line carries the token"
+ok "no full fingerprint and no token in any output"
+
+# --- restart without a token: the one-time door stays shut ----------------
+"$OPERATOR" "${B[@]}" --fingerprint "$FP" --request '{"op":"ping"}' --exit-after-request \
+  --timeout 4 -o json > "$tmp/op-notoken.log" 2>&1 && fail "a tokenless restart got in"
+grep -q '"event":"bootstrap_refused"' "$tmp/op-notoken.log" || fail "no refusal seen"
+grep -q 'already_initialized\|bad_token\|BAD_TOKEN\|initialized' "$tmp/op-notoken.log" \
+  || fail "refusal reason missing"
+ok "restart without a token is refused"
+
+# --- restart with a replayed token (same jti) -----------------------------
+"$OPERATOR" "${B[@]}" --fingerprint "$FP" --token-file "$tmp/iss/token" \
+  --request '{"op":"ping"}' --exit-after-request --timeout 4 -o json \
+  > "$tmp/op-replay.log" 2>&1 && fail "a replayed token got in"
+grep -qi 'replay' "$tmp/op-replay.log" || fail "replay not named in the refusal"
+ok "replayed token is refused"
+
+# --- restart with a fresh token: attested re-bootstrap ---------------------
+"$ISSUER" "$tmp/iss"
+"$OPERATOR" "${B[@]}" --fingerprint "$FP" --token-file "$tmp/iss/token" \
+  --request '{"op":"ping"}' --exit-after-request --timeout 30 -o json \
+  > "$tmp/op-reboot.log" 2>&1 || fail "re-bootstrap with a fresh token"
+grep -q 're-issued' "$tmp/op-reboot.log" || fail "not a re-issue"
+grep -q '"op":"pong"' "$tmp/op-reboot.log" || fail "no answer after re-bootstrap"
+ok "operator restart: attested re-bootstrap, same CA, request answered"
+
+# --- a token from another issuer ------------------------------------------
+mkdir -m 700 "$tmp/evil"
+"$ISSUER" "$tmp/evil"
+"$OPERATOR" "${B[@]}" --fingerprint "$FP" --token-file "$tmp/evil/token" \
+  --request '{"op":"ping"}' --exit-after-request --timeout 4 -o json \
+  > "$tmp/op-evil.log" 2>&1 && fail "a foreign issuer's token got in"
+grep -q 'bad_token\|BAD_TOKEN\|signature\|key' "$tmp/op-evil.log" || fail "no bad-token refusal"
+ok "token signed by a foreign issuer is refused"
+
+# --- an unregistered cluster: no bridge answers its rooms -----------------
+FP_UNREG=$(cat /proc/sys/kernel/random/uuid)
+"$OPERATOR" "${B[@]}" --fingerprint "$FP_UNREG" --token-file "$tmp/iss/token" \
+  --request '{"op":"ping"}' --exit-after-request --timeout 3 -o json \
+  > "$tmp/op-unreg.log" 2>&1 && fail "an unregistered cluster got a session"
+grep -q '"event":"session_up"' "$tmp/op-unreg.log" && fail "unregistered: session up"
+grep -q '"event":"bootstrap_issued"' "$tmp/op-unreg.log" && fail "unregistered: issued"
+ok "unregistered cluster gets nothing"
+
+# --- an expired registration ---------------------------------------------
+FP_EXP=$(cat /proc/sys/kernel/random/uuid)
+"$CT" source register --fingerprint "$FP_EXP" --expiry 1s > /dev/null
+sleep 1.5
+wait_for "$tmp/bridge1.log" "\"cluster_added\".*\"cluster\":\"${FP_EXP:0:8}\"|\"cluster\":\"${FP_EXP:0:8}\".*cluster_added" 5
+"$OPERATOR" "${B[@]}" --fingerprint "$FP_EXP" --token-file "$tmp/iss/token" \
+  --jwks-file "$tmp/iss/jwks.json" --request '{"op":"ping"}' --exit-after-request \
+  --timeout 4 -o json > "$tmp/op-exp.log" 2>&1 && fail "an expired registration bootstrapped"
+grep -q 'expired' "$tmp/op-exp.log" || fail "expiry not named in the refusal"
+ok "expired registration is refused"
+"$CT" source deregister --fingerprint "$FP_EXP" > /dev/null
+
+# --- two bridges racing for one claim --------------------------------------
+FP2=$(cat /proc/sys/kernel/random/uuid)
+start_bridge bridge2
+"$CT" source register --fingerprint "$FP2" > /dev/null
+wait_for "$tmp/bridge2.log" "cluster_added.*${FP2:0:8}|${FP2:0:8}.*cluster_added" 10
+wait_for "$tmp/bridge1.log" "cluster_added.*${FP2:0:8}|${FP2:0:8}.*cluster_added" 10
+"$ISSUER" "$tmp/iss"
+"$OPERATOR" "${B[@]}" --fingerprint "$FP2" --token-file "$tmp/iss/token" \
+  --jwks-file "$tmp/iss/jwks.json" --request '{"op":"ping"}' --exit-after-request \
+  --timeout 30 -o json > "$tmp/op2.log" 2>&1 || fail "bootstrap with two bridges"
+sleep 0.5
+claims=$(( $(count "$tmp/bridge1.log" "claim_recorded.*${FP2:0:8}|${FP2:0:8}.*claim_recorded") + \
+           $(count "$tmp/bridge2.log" "claim_recorded.*${FP2:0:8}|${FP2:0:8}.*claim_recorded") ))
+[ "$claims" = 1 ] || fail "two bridges: $claims claims recorded, want exactly 1"
+ok "two bridges on one store: exactly one claim"
+
+# --- a long-running operator: deregistration and beacon restart -------------
+"$ISSUER" "$tmp/iss"
+"$OPERATOR" "${B[@]}" --fingerprint "$FP2" --token-file "$tmp/iss/token" -o json \
+  > "$tmp/op-long.log" 2>&1 &
+op_long=$!
+pids+=("$op_long")
+wait_for "$tmp/op-long.log" '"event":"session_up"' 30
+ok "long-running operator connected"
+
+# beacon killed and restarted on the same port: both sides recover alone
+kill -9 "$beacon_pid"
+wait "$beacon_pid" 2>/dev/null || true
+wait_for "$tmp/op-long.log" '"event":"session_down"' 10
+sleep 1
+start_beacon "$port"
+ups_before=1
+for ((i = 0; i < 300; i++)); do
+  [ "$(count "$tmp/op-long.log" '"event":"session_up"')" -gt "$ups_before" ] && break
+  sleep 0.1
+done
+[ "$(count "$tmp/op-long.log" '"event":"session_up"')" -gt "$ups_before" ] \
+  || fail "the operator did not reconnect after the beacon restart"
+ok "beacon killed and restarted: the session came back by itself"
+
+# deregistration during the session: closed within seconds, rooms refused
+downs=$(count "$tmp/op-long.log" '"event":"session_down"')
+"$CT" source deregister --fingerprint "$FP2" > /dev/null
+t0=$(date +%s%3N)
+for ((i = 0; i < 100; i++)); do
+  [ "$(count "$tmp/op-long.log" '"event":"session_down"')" -gt "$downs" ] && break
+  sleep 0.1
+done
+[ "$(count "$tmp/op-long.log" '"event":"session_down"')" -gt "$downs" ] \
+  || fail "deregistration did not close the session within 10 s"
+ok "deregistration closed the live session in $(( $(date +%s%3N) - t0 )) ms"
+wait_for "$tmp/bridge1.log" "cluster_removed.*${FP2:0:8}|${FP2:0:8}.*cluster_removed" 5
+sleep 1.5
+ups=$(count "$tmp/op-long.log" '"event":"session_up"')
+sleep 2
+[ "$(count "$tmp/op-long.log" '"event":"session_up"')" = "$ups" ] \
+  || fail "a deregistered cluster got a session again"
+ok "deregistered cluster's rooms stay unanswered"
+
+kill -TERM "$op_long"; wait "$op_long" 2>/dev/null || true
+kill -TERM "$bridge1_pid" "$bridge2_pid"
+wait "$bridge1_pid" 2>/dev/null || true
+wait "$bridge2_pid" 2>/dev/null || true
+ok "clean shutdown"
+echo "1..$checks"
