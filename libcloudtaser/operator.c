@@ -31,6 +31,8 @@ struct ct_operator {
     char fp[CT_FINGERPRINT_LEN + 1];
     char fp8[9];
     char *token_file;
+    uint8_t expect_room[32];
+    int have_expect_room;
     char *jwks;
     size_t jwks_len;
     ctp_stopper stop;
@@ -240,6 +242,17 @@ static void *worker_main(void *arg)
                                                            op->o.retry_max_ms, attempt++));
                 continue;
             }
+            if (op->have_expect_room &&
+                !ct_memeq(ct_credentials_operational_room(creds), op->expect_room, 32)) {
+                emit(op, CT_EV_BOOTSTRAP_REFUSED, "init", CT_E_CERT,
+                     "the bootstrap answer's CA is not the expected one (--operational-room): "
+                     "discarded; is someone else posing as the bridge?");
+                ct_credentials_free(creds);
+                creds = NULL;
+                ctp_stopper_wait(&op->stop, ctp_backoff_ms(op->ctx, op->o.retry_min_ms,
+                                                           op->o.retry_max_ms, attempt++));
+                continue;
+            }
             issued_at = ct_ctx_wall_ms(op->ctx);
             emit(op, CT_EV_BOOTSTRAP_ISSUED, "init", CT_OK,
                  ct_credentials_reissued(creds) ? "broker certificate re-issued"
@@ -356,6 +369,11 @@ ct_err ct_operator_new(ct_ctx *ctx, const ct_operator_options *opts, ct_operator
             rc = ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
         op->jwks_len = opts->jwks_len;
     }
+    if (opts->expect_operational_room) {
+        memcpy(op->expect_room, opts->expect_operational_room, 32);
+        op->have_expect_room = 1;
+    }
+    op->o.expect_operational_room = NULL;
     op->o.token_file = NULL;
     op->o.jwks = NULL;
     op->o.fingerprint = NULL;

@@ -156,6 +156,15 @@ typedef struct ct_operator_options {
     ct_agent_event_fn on_event;
     void *event_arg;
     const ct_session_options *session; /* NULL: defaults (initiator forced to 0) */
+    /*
+     * Optional hardening: the cluster's operational room hash (SHA-256 of
+     * the cluster CA certificate DER, printed in full by `cloudtaser source
+     * register`). When set, a bootstrap answer whose CA does not hash to it
+     * is rejected (CT_EV_BOOTSTRAP_REFUSED, then retried), so someone who
+     * knows the fingerprint cannot pose as the bridge at the first
+     * bootstrap. Copied.
+     */
+    const uint8_t *expect_operational_room;
 } ct_operator_options;
 #define CT_OPERATOR_OPTIONS_INIT { .version = CT_OPERATOR_OPTIONS_VERSION }
 

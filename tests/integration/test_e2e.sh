@@ -85,8 +85,10 @@ start_bridge() { # NAME
 }
 start_bridge bridge1
 
-# --- happy path ---------------------------------------------------------
-"$OPERATOR" "${B[@]}" --fingerprint "$FP" --token-file "$tmp/iss/token" \
+# --- happy path (with the optional operational-room pin) -------------------
+room=$("$CT" source status --fingerprint "$FP" -o json | sed -n 's/.*"operational_room":"\([0-9a-f]*\)".*/\1/p')
+[ ${#room} = 64 ] || fail "status -o json has no operational_room"
+"$OPERATOR" "${B[@]}" --fingerprint "$FP" --token-file "$tmp/iss/token" --operational-room "$room" \
   --jwks-file "$tmp/iss/jwks.json" --request '{"op":"ping"}' --exit-after-request \
   --timeout 30 -o json > "$tmp/op1.log" 2>&1 || fail "operator: first bootstrap + request"
 grep -q '"event":"bootstrap_issued"' "$tmp/op1.log" || fail "operator saw no certificate"

@@ -158,7 +158,8 @@ static void prefix16(const uint8_t *h, char out[17])
 
 static void print_json_reg(const ct_registration *r)
 {
-    char ir[17], orm[17], ra[32], ea[32];
+    char ir[17], orm[17], ra[32], ea[32], full[2 * CT_ROOM_HASH_LEN + 1];
+    ct_hex(ct_registration_operational_room(r), CT_ROOM_HASH_LEN, full);
     prefix16(ct_registration_init_room(r), ir);
     prefix16(ct_registration_operational_room(r), orm);
     fmt_time(ct_registration_registered_at(r), ra, sizeof ra);
@@ -166,10 +167,11 @@ static void print_json_reg(const ct_registration *r)
     /* Every value is hex, digits, a UUID or a fixed word: no escaping needed. */
     printf("{\"fingerprint\":\"%s\",\"state\":\"%s\",\"registered\":\"%s\","
            "\"expires\":\"%s\",\"registered_at_ms\":%lld,\"expires_at_ms\":%lld,"
-           "\"init_room_prefix\":\"%s\",\"operational_room_prefix\":\"%s\"}",
+           "\"init_room_prefix\":\"%s\",\"operational_room_prefix\":\"%s\","
+           "\"operational_room\":\"%s\"}",
            ct_registration_fingerprint(r), ct_reg_state_name(ct_registration_state(r)), ra,
            ea, (long long)ct_registration_registered_at(r),
-           (long long)ct_registration_expires_at(r), ir, orm);
+           (long long)ct_registration_expires_at(r), ir, orm, full);
 }
 
 static void print_table_head(void)
@@ -206,6 +208,13 @@ static int cmd_register(ct_ctx *ctx, ct_store *st, const opts *o)
     printf("  CA:               ECDSA P-256, created in memory; bridge client certificate issued\n");
     printf("  Init room:        %s...\n", ir);
     printf("  Operational room: %s...\n", orm);
+    {
+        char full[2 * CT_ROOM_HASH_LEN + 1];
+        ct_hex(ct_registration_operational_room(r), CT_ROOM_HASH_LEN, full);
+        printf("  Operator pin:     --operational-room %s\n", full);
+        printf("                    (optional: lets the operator check the bridge at its first\n"
+               "                    bootstrap; not secret)\n");
+    }
     printf("  Expires:          %s (unless the cluster bootstraps first)\n", ea);
     printf("\nDeploy the operator on the cluster; it self-bootstraps through the beacon.\n");
     ct_registration_free(r);

@@ -32,6 +32,10 @@ BEACON_FLAGS_HELP
 "  --jwks-file FILE         the cluster's service-account issuer keys\n"
 "                           (/openid/v1/jwks), pinned by the bridge at the first\n"
 "                           bootstrap\n"
+"  --operational-room HEX   optional: the cluster's operational room hash (64 hex\n"
+"                           digits, printed by 'cloudtaser source register'); the\n"
+"                           first bootstrap then verifies it talks to that\n"
+"                           cluster's bridge\n"
 "  --request JSON           once the session is up, send this request to the\n"
 "                           bridge and print the answer (e.g. '{\"op\":\"ping\"}')\n"
 "  --exit-after-request     exit after --request has been answered\n"
@@ -96,7 +100,7 @@ static void *request_thread(void *arg)
 
 int main(int argc, char **argv)
 {
-    enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_FP, O_TOKEN, O_JWKS, O_REQ, O_EXIT,
+    enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_FP, O_TOKEN, O_JWKS, O_REQ, O_EXIT, O_ROOM,
            O_TIMEOUT };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
@@ -108,6 +112,7 @@ int main(int argc, char **argv)
         { "token-file", required_argument, 0, O_TOKEN },
         { "jwks-file", required_argument, 0, O_JWKS },
         { "request", required_argument, 0, O_REQ },
+        { "operational-room", required_argument, 0, O_ROOM },
         { "exit-after-request", no_argument, 0, O_EXIT },
         { "timeout", required_argument, 0, O_TIMEOUT },
         { "output", required_argument, 0, 'o' },
@@ -122,6 +127,7 @@ int main(int argc, char **argv)
     const char *fp = NULL, *jwks_file = NULL;
     char *jwks = NULL, why[256];
     size_t jwks_len = 0;
+    uint8_t room[32];
     ct_ctx *ctx = NULL;
     ct_error err;
     app a = { .timeout_s = 60, .result = EXIT_OK };
@@ -140,6 +146,13 @@ int main(int argc, char **argv)
         case O_TOKEN: oo.token_file = optarg; break;
         case O_JWKS: jwks_file = optarg; break;
         case O_REQ: a.request = optarg; break;
+        case O_ROOM:
+            if (ct_unhex(optarg, room, sizeof room, &err) != CT_OK) {
+                fprintf(stderr, PROG ": --operational-room: %s\n", err.message);
+                return EXIT_USAGE;
+            }
+            oo.expect_operational_room = room;
+            break;
         case O_EXIT: a.exit_after = 1; break;
         case O_TIMEOUT: {
             char *end;
