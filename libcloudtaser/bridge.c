@@ -11,6 +11,7 @@
  * cluster or stopping interrupts them at once.
  */
 #include "agent_internal.h"
+#include "register_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -122,8 +123,11 @@ static void serve_op(struct waiter *w, ct_conn *conn)
     ct_session_options so = b->sopts;
     ct_session *s = NULL;
     ct_conn *tls = NULL;
+    int64_t since, next_hb;
     ct_error err;
     ct_err rc;
+    unsigned i;
+    int others = 0;
 
     rc = ct_tls_wrap(w->cl->tls, conn, -1, &tls, &err);
     if (rc != CT_OK) {
@@ -142,8 +146,19 @@ static void serve_op(struct waiter *w, ct_conn *conn)
     w->sess_closing = 0;
     pthread_mutex_unlock(&b->mu);
     emit(b, CT_EV_SESSION_UP, w->cl, "operational", CT_OK, "mTLS session up");
+    since = ct_ctx_wall_ms(b->ctx);
+    next_hb = 0;
 
     for (;;) {
+        if (ctp_mono_ms() >= next_hb) {
+            ct_error e2;
+            if (ctp_reg_heartbeat(b->ctx, b->o.store, w->cl->fp, since, &e2) == CT_E_NOTFOUND) {
+                pthread_mutex_lock(&b->mu);
+                w->cl->removed = 1; /* deregistered: do not wait for the next scan */
+                pthread_mutex_unlock(&b->mu);
+            }
+            next_hb = ctp_mono_ms() + CTP_REG_HEARTBEAT_MS;
+        }
         rc = ct_session_wait(s, 200, &err);
         if (rc != CT_E_TIMEOUT)
             break;
@@ -160,8 +175,12 @@ static void serve_op(struct waiter *w, ct_conn *conn)
     while (w->users > 0)
         pthread_cond_wait(&b->cv, &b->mu);
     w->sess = NULL;
+    for (i = 0; i < w->cl->nwaiters; i++)
+        others += w->cl->w[i].sess != NULL && !w->cl->w[i].sess_closing;
     pthread_mutex_unlock(&b->mu);
     ct_session_free(s);
+    if (!others)
+        ctp_reg_disconnected(b->o.store, w->cl->fp);
     emit(b, CT_EV_SESSION_DOWN, w->cl, "operational", rc,
          err.message[0] ? err.message : "session ended");
 }

@@ -10,6 +10,7 @@
  * ct_secret.
  */
 #include "internal.h"
+#include "register_internal.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -30,6 +31,58 @@ struct ct_registration {
 static void reg_key(char *buf, size_t n, const char *fp, const char *name)
 {
     snprintf(buf, n, REG_PREFIX "%s/%s", fp, name);
+}
+
+/*
+ * The `connected` record: {"v":1,"since":<ms>,"heartbeat":<ms>}, written by
+ * a bridge while it has a live operational session with the cluster and
+ * refreshed every CTP_REG_HEARTBEAT_MS; fresh for 3 intervals.
+ */
+static int reg_connected(ct_ctx *ctx, ct_store *store, const char *fp)
+{
+    char key[CT_STORE_KEY_MAX + 1];
+    ct_secret *v = NULL;
+    json_t *o;
+    int64_t hb;
+    int fresh = 0;
+
+    reg_key(key, sizeof key, fp, "connected");
+    if (ct_store_get(store, key, &v, NULL, NULL) != CT_OK)
+        return 0;
+    o = json_loadb((const char *)ct_secret_data(v), ct_secret_len(v), 0, NULL);
+    if (o && json_is_integer(json_object_get(o, "heartbeat"))) {
+        hb = json_integer_value(json_object_get(o, "heartbeat"));
+        fresh = ct_ctx_wall_ms(ctx) - hb <= 3 * (int64_t)CTP_REG_HEARTBEAT_MS;
+    }
+    json_decref(o);
+    ct_secret_free(v);
+    return fresh;
+}
+
+ct_err ctp_reg_heartbeat(ct_ctx *ctx, ct_store *store, const char *fp, int64_t since_ms,
+                         ct_error *err)
+{
+    char key[CT_STORE_KEY_MAX + 1], val[128];
+    ct_secret *v = NULL;
+    ct_err rc;
+    int n;
+
+    /* never resurrect a deregistered cluster's directory */
+    reg_key(key, sizeof key, fp, "registered");
+    if ((rc = ct_store_get(store, key, &v, NULL, err)) != CT_OK)
+        return rc;
+    ct_secret_free(v);
+    reg_key(key, sizeof key, fp, "connected");
+    n = snprintf(val, sizeof val, "{\"v\":1,\"since\":%lld,\"heartbeat\":%lld}",
+                 (long long)since_ms, (long long)ct_ctx_wall_ms(ctx));
+    return ct_store_put(store, key, val, (size_t)n, CT_STORE_ANY, NULL, err);
+}
+
+void ctp_reg_disconnected(ct_store *store, const char *fp)
+{
+    char key[CT_STORE_KEY_MAX + 1];
+    reg_key(key, sizeof key, fp, "connected");
+    (void)ct_store_del(store, key, NULL);
 }
 
 /* Overwrites every string value of an object (one level deep). */
@@ -421,7 +474,7 @@ ct_err ct_registration_get(ct_ctx *ctx, ct_store *store, const char *fingerprint
     val = NULL;
     rc = ct_store_get(store, k_init, &val, NULL, err);
     if (rc == CT_OK) {
-        r->state = CT_REG_INITIALIZED;
+        r->state = reg_connected(ctx, store, fp) ? CT_REG_CONNECTED : CT_REG_INITIALIZED;
     } else if (rc == CT_E_NOTFOUND) {
         rc = CT_OK;
         ct_error_clear(err);
@@ -521,6 +574,8 @@ const char *ct_reg_state_name(ct_reg_state s)
         return "initialized";
     case CT_REG_EXPIRED:
         return "expired";
+    case CT_REG_CONNECTED:
+        return "connected";
     default:
         return "unknown";
     }

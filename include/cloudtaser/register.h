@@ -14,6 +14,11 @@
  *                              "operational_room":"<hex>"}
  *   clusters/<fp>/initialized written later by the bootstrap; its presence
  *                             makes the registration CT_REG_INITIALIZED.
+ *   clusters/<fp>/connected   {"v":1,"since":<ms>,"heartbeat":<ms>}: written
+ *                             by a bridge while it has a live operational
+ *                             session, refreshed every 10 s; a heartbeat
+ *                             younger than 30 s makes an initialized
+ *                             registration CT_REG_CONNECTED.
  *
  * <fp> is the canonical (lowercase) fingerprint (room.h). Times are Unix
  * milliseconds from the context's wall clock (ct_ctx_wall_ms).
@@ -41,6 +46,7 @@ typedef enum ct_reg_state {
     CT_REG_REGISTERED = 1,  /* registered, not yet initialized, not expired */
     CT_REG_INITIALIZED = 2, /* the bootstrap wrote clusters/<fp>/initialized */
     CT_REG_EXPIRED = 3,     /* not initialized and now > expires_at */
+    CT_REG_CONNECTED = 4,   /* initialized, and a bridge reports a live session */
     CT_REG_STATE_FORCE_INT32_ = 0x7fffffff
 } ct_reg_state;
 
@@ -115,7 +121,10 @@ CT_API const uint8_t *ct_registration_operational_room(const ct_registration *r)
  * ct_register), judged by the context's wall clock at that time.
  */
 CT_API ct_reg_state ct_registration_state(const ct_registration *r);
-/* "registered", "initialized", "expired" ("unknown" otherwise). Never NULL. */
+/*
+ * "registered", "initialized", "connected", "expired" ("unknown"
+ * otherwise). Never NULL.
+ */
 CT_API const char *ct_reg_state_name(ct_reg_state s);
 
 /* Frees. NULL is a no-op. */
