@@ -181,6 +181,10 @@ op_long=$!
 pids+=("$op_long")
 wait_for "$tmp/op-long.log" '"event":"session_up"' 30
 ok "long-running operator connected"
+sleep 0.3
+"$CT" source status --fingerprint "$FP2" -o json | grep -q '"state":"connected"' \
+  || fail "status does not say connected during a session"
+ok "source status shows the cluster connected"
 
 # beacon killed and restarted on the same port: both sides recover alone
 kill -9 "$beacon_pid"
