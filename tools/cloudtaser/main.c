@@ -74,8 +74,9 @@ static void usage_cmd(FILE *f, const char *cmd)
         fprintf(f,
 "Usage: " PROG " source status --fingerprint UUID [--store PATH] [-o json]\n"
 "\n"
-"Shows a cluster's registration: state (registered, initialized, expired),\n"
-"registration and expiry times, room hash prefixes.\n"
+"Shows a cluster's registration: state (registered, initialized, connected:\n"
+"a bridge has a live session with it, expired), registration and expiry\n"
+"times, room hash prefixes, the full operational room hash (with -o json).\n"
 "\n");
     else
         fprintf(f,
