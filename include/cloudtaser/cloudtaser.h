@@ -17,5 +17,6 @@
 #include "relay.h"
 #include "register.h"
 #include "jwt.h"
+#include "bootstrap.h"
 
 #endif
