@@ -68,6 +68,19 @@ static ct_err answer_and_close(serve *s, const char *body, size_t len, ct_error 
 }
 
 /*
+ * Shortens every copy of the full fingerprint in `msg` to 8 characters and
+ * "...": messages from other layers name store keys (clusters/<fp>/...).
+ */
+static void redact_fp(char *msg, const char *fp)
+{
+    char *hit;
+    while ((hit = strstr(msg, fp)) != NULL) {
+        memcpy(hit + 8, "...", 3);
+        memmove(hit + 11, hit + CT_FINGERPRINT_LEN, strlen(hit + CT_FINGERPRINT_LEN) + 1);
+    }
+}
+
+/*
  * Refuses: sends the reason and `fmt` to the operator, logs, fills the
  * result. Returns CT_E_DENIED, or for CT_BOOT_R_INTERNAL `code` (the
  * store's or crypto's error) with the detail, which the operator does not
@@ -85,6 +98,7 @@ static ct_err refuse(serve *s, ct_boot_refusal reason, ct_err code, ct_error *er
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    redact_fp(msg, s->fp);
     s->res->refusal = reason;
     ctp_log(s->ctx, CT_LOG_WARNING, "bootstrap.refused", "cluster %.8s...: refused (%s): %s",
             s->fp, ct_boot_refusal_name(reason), msg);
@@ -94,9 +108,11 @@ static ct_err refuse(serve *s, ct_boot_refusal reason, ct_err code, ct_error *er
                                       "crypto failure); see the bridge's log"
                                     : msg,
                                 &body, &len, &e2) == CT_OK &&
-        answer_and_close(s, body, len, &e2) != CT_OK)
+        answer_and_close(s, body, len, &e2) != CT_OK) {
+        redact_fp(e2.message, s->fp);
         ctp_log(s->ctx, CT_LOG_NOTICE, "bootstrap.send",
                 "cluster %.8s...: the refusal could not be sent: %s", s->fp, e2.message);
+    }
     free(body);
     if (reason == CT_BOOT_R_INTERNAL)
         return ctp_err(err, code, 0, "bootstrap of cluster %.8s... failed: %s", s->fp, msg);
@@ -422,6 +438,7 @@ static ct_err issue(serve *s, int reissue, ct_error *err)
     }
     (void)ct_sha256(cert, cert_len, s->res->cert_sha256);
     if ((rc = answer_and_close(s, body, len, &e2)) != CT_OK) {
+        redact_fp(e2.message, s->fp);
         ctp_log(s->ctx, CT_LOG_WARNING, "bootstrap.send",
                 "cluster %.8s...: the certificate was issued but could not be sent: %s", s->fp,
                 e2.message);
@@ -454,6 +471,7 @@ static ct_err handle(serve *s, ct_error *err)
     if (rc == CT_E_PROTO)
         return refuse(s, CT_BOOT_R_BAD_REQUEST, rc, err, "%s", e2.message);
     if (rc != CT_OK) {
+        redact_fp(e2.message, s->fp);
         ctp_log(s->ctx, CT_LOG_NOTICE, "bootstrap.request",
                 "cluster %.8s...: no request: %s", s->fp, e2.message);
         if (err)

@@ -1562,6 +1562,42 @@ START_TEST(test_store_failure)
 }
 END_TEST
 
+START_TEST(test_corrupt_claim_record)
+{
+    static const char *const bad[] = {
+        "not json",
+        "{\"v\":2}",
+        "{\"v\":1,\"fingerprint\":\"" FP2 "\",\"initialized_at\":1,\"updated_at\":1,"
+        "\"audience\":\"a\",\"reissues\":0,\"jtis\":[]}",
+        "{\"v\":1,\"fingerprint\":\"" FP1 "\",\"initialized_at\":1,\"updated_at\":1,"
+        "\"audience\":\"a\",\"reissues\":0,\"jtis\":[{\"jti\":5,\"exp\":1}],"
+        "\"jwks\":{},\"issuer\":\"i\",\"subject\":\"s\"}",
+        "{\"v\":1,\"fingerprint\":\"" FP1 "\",\"initialized_at\":1,\"updated_at\":1,"
+        "\"audience\":\"a\",\"reissues\":0,\"jtis\":[],\"jwks\":{\"keys\":[]}}",
+    };
+    fx f;
+    run r;
+    char *t;
+    size_t i;
+    ct_error err;
+
+    fx_open(&f, _i);
+    fx_register(&f, FP1);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_ok(ct_store_put(f.store, "clusters/" FP1 "/initialized", bad[i], strlen(bad[i]),
+                           CT_STORE_ANY, NULL, &err),
+              &err);
+        t = mint(&f);
+        run_simple(&f, FP1, t, 0, FP1, &r);
+        expect_refused(&r, CT_BOOT_R_INTERNAL);
+        ck_assert_msg(r.b.rc == CT_E_STORE, "%zu: %s: %s", i, ct_err_name(r.b.rc),
+                      r.b.err.message);
+        free_token(t);
+    }
+    fx_close(&f);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* A bridge that dies right after the claim                             */
 
@@ -1799,9 +1835,12 @@ START_TEST(test_bridge_config_errors)
     /* A registration whose bridge record is missing or broken: a store error. */
     ck_ok(ct_store_del(f.store, "clusters/" FP1 "/bridge", &err), &err);
     ck_err(ct_bridge_tls_config(f.ctx, f.store, FP1, &cfg, NULL, &err), CT_E_STORE, &err);
-    ck_ok(ct_store_put(f.store, "clusters/" FP1 "/bridge", "{\"v\":1,\"cert\":\"x\",\"key\":\"y\"}",
-                       31, CT_STORE_ANY, NULL, &err),
-          &err);
+    {
+        static const char rec[] = "{\"v\":1,\"cert\":\"x\",\"key\":\"y\"}";
+        ck_ok(ct_store_put(f.store, "clusters/" FP1 "/bridge", rec, sizeof rec - 1,
+                           CT_STORE_ANY, NULL, &err),
+              &err);
+    }
     ck_err(ct_bridge_tls_config(f.ctx, f.store, FP1, &cfg, NULL, &err), CT_E_STORE, &err);
     ck_assert_ptr_null(cfg);
     fx_close(&f);
@@ -2221,6 +2260,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, test_racing_bridges);
     tcase_add_loop_test(tc, test_claim_conflict, 0, 2);
     tcase_add_loop_test(tc, test_store_failure, 0, 2);
+    tcase_add_loop_test(tc, test_corrupt_claim_record, 0, 2);
     tcase_add_loop_test(tc, test_bridge_dies_after_claim, 0, 2);
     tcase_add_loop_test(tc, test_invalid_arguments, 0, 2);
     tcase_add_loop_test(tc, test_bridge_config_errors, 0, 2);
