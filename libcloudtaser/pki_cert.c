@@ -203,6 +203,22 @@ static ct_err csr_open(const uint8_t *csr, size_t csr_len, ecc_key **key_out, ct
     return CT_OK;
 }
 
+ct_err ctp_pki_csr_check(const uint8_t *csr, size_t csr_len, ct_error *err)
+{
+    ecc_key *k = NULL;
+    ct_err rc;
+    if (!csr || !csr_len)
+        return ctp_err(err, CT_E_INVALID, 0, "empty certificate request");
+    if (csr_len > CTP_PKI_MAX_INPUT)
+        return ctp_err(err, CT_E_TOOBIG, 0, "certificate request of %zu bytes exceeds %zu",
+                       csr_len, CTP_PKI_MAX_INPUT);
+    if ((rc = ct_global_init()) != CT_OK)
+        return ctp_err(err, rc, 0, "wolfSSL initialisation failed");
+    rc = csr_open(csr, csr_len, &k, err);
+    ctp_pki_ecc_release(k);
+    return rc;
+}
+
 /*
  * The public key of a parsed certificate (wolfSSL keeps the whole
  * SubjectPublicKeyInfo for EC keys), which must be a valid P-256 point.

@@ -30,6 +30,13 @@
  * at most max_token_lifetime_s and a jti not used before (recorded with
  * check-and-set on the same record); then a new broker certificate is
  * issued under the same CA.
+ *
+ * A first bootstrap may also carry neither jwks nor token: the bridge then
+ * claims the cluster pinning nothing, and every later re-bootstrap is
+ * refused with CT_BOOT_R_NO_PINNED_KEYS (deregister and register again).
+ * A token without "jti" (Kubernetes before 1.29) is recorded by SHA-256 of
+ * its signing input instead. The audience checked on re-bootstrap is the
+ * one pinned at the claim.
  */
 #ifndef CLOUDTASER_BOOTSTRAP_H
 #define CLOUDTASER_BOOTSTRAP_H
@@ -101,10 +108,18 @@ CT_API void ct_credentials_free(ct_credentials *c);
 typedef struct ct_bootstrap_options {
     uint32_t version;           /* CT_BOOTSTRAP_OPTIONS_VERSION */
     const char *fingerprint;    /* required */
-    /* The operator's service-account token (audience: the bridge's). */
+    /*
+     * The operator's service-account token (audience: the bridge's).
+     * token_len 0: NUL-terminated. Copied; wiped from the library's copies.
+     */
     const char *token;
     size_t token_len;
-    /* The cluster's issuer key set; sent only when first_bootstrap. */
+    /*
+     * The cluster's issuer key set (JWKS JSON); sent only when
+     * first_bootstrap, together with the token (or neither). Checked with
+     * ct_jwks_parse before anything is sent (CT_E_INVALID). jwks_len 0:
+     * NUL-terminated.
+     */
     const char *jwks;
     size_t jwks_len;
     /*

@@ -2,8 +2,9 @@
  * cloudtaser/jwt.h - offline verification of Kubernetes service-account
  * tokens (JWS compact serialisation) against a pinned JSON Web Key Set.
  *
- * Supported: RS256 (RSA keys of 2048 to 8192 bits, PKCS#1 v1.5 with
- * SHA-256) and ES256 (EC P-256). Every other algorithm, including "none"
+ * Supported: RS256 (RSA keys of 2048 bits up to the largest size the
+ * linked wolfSSL handles, RSA_MAX_SIZE: 4096 in Debian's build; PKCS#1
+ * v1.5 with SHA-256) and ES256 (EC P-256). Every other algorithm, including "none"
  * and the HMAC family, is refused; a key is only ever used with the
  * algorithm of its own type ("kty"), so a token cannot switch an RSA key
  * into HMAC or similar confusions. Signing (ES256 with a ct_key) exists for
@@ -91,8 +92,8 @@ typedef struct ct_jwt_claims {
  * Errors: CT_E_AUTH (bad signature, no matching key, wrong issuer,
  * audience or subject, expired, not yet valid, lifetime too long, no exp;
  * err->message says which, never quoting the token), CT_E_INVALID
- * (malformed token or arguments, unsupported alg), CT_E_TOOBIG,
- * CT_E_NOMEM.
+ * (malformed token or arguments, unsupported alg), CT_E_VERSION (unknown
+ * expect->version), CT_E_TOOBIG, CT_E_NOMEM.
  */
 CT_API ct_err ct_jwt_verify(ct_ctx *ctx, const ct_jwks *jwks, const char *token,
                             size_t len, const ct_jwt_expect *expect, ct_jwt_claims *claims,

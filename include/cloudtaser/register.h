@@ -12,7 +12,13 @@
  *   clusters/<fp>/registered  {"v":1,"fingerprint":"<fp>","registered_at":<ms>,
  *                              "expires_at":<ms>,"init_room":"<hex>",
  *                              "operational_room":"<hex>"}
- *   clusters/<fp>/initialized written later by the bootstrap; its presence
+ *   clusters/<fp>/initialized {"v":1,"fingerprint":"<fp>","initialized_at":<ms>,
+ *                              "updated_at":<ms>,"audience":"<aud>","jwks":{...},
+ *                              "issuer":"<iss>","subject":"<sub>","reissues":<n>,
+ *                              "jtis":[{"jti":"<id>","exp":<s>},...]}
+ *                             written create-only by the bootstrap (bootstrap.h,
+ *                             PROTOCOL.md 2.5) before it signs anything, updated
+ *                             with check-and-set by re-bootstraps; its presence
  *                             makes the registration CT_REG_INITIALIZED.
  *   clusters/<fp>/connected   {"v":1,"since":<ms>,"heartbeat":<ms>}: written
  *                             by a bridge while it has a live operational
