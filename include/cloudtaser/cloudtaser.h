@@ -16,5 +16,6 @@
 #include "room.h"
 #include "relay.h"
 #include "register.h"
+#include "session.h"
 
 #endif
