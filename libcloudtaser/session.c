@@ -73,6 +73,7 @@
 #define MAX_POLL_MS 1000
 #define LINGER_MS 5000                /* after our close_notify, wait this long for the peer's */
 #define BUF_SHRINK (1u << 20)         /* free an idle buffer larger than this */
+#define IN_BYTES_MAX (64u << 20)      /* payload bytes of the peer's requests held at once */
 
 /* ------------------------------------------------------------------ */
 /* Byte buffers                                                         */
@@ -111,7 +112,8 @@ static int bb_append2(bytebuf *b, const uint8_t *h, size_t hn, const uint8_t *p,
 {
     if (bb_reserve(b, hn + n) != 0)
         return -1;
-    memcpy(b->p + b->len, h, hn);
+    if (hn)
+        memcpy(b->p + b->len, h, hn);
     if (n)
         memcpy(b->p + b->len + hn, p, n);
     b->len += hn + n;
@@ -179,6 +181,8 @@ struct ct_session {
     ctp_sess_core core;
     bytebuf ctl, data;
     work *work_head, *work_tail;
+    size_t in_bytes;     /* payload bytes of the peer's requests we hold */
+    size_t in_bytes_max;
     bool ending;        /* the end reason is decided; no new traffic */
     bool ended;         /* on_close has run and the I/O thread is done */
     bool abort_req;     /* ct_session_free on a live session */
@@ -285,6 +289,7 @@ static void copy_message(char *dst, size_t cap, const uint8_t *m, size_t n)
 static void work_done(ct_session *s, work *w)
 {
     ctp_sess_finish_incoming(&s->core, w->stream);
+    s->in_bytes -= w->len;
     if (w->payload) {
         ct_secure_wipe(w->payload, w->len);
         free(w->payload);
@@ -387,11 +392,12 @@ static ct_err cb_request(void *arg, uint32_t stream, uint8_t *payload, size_t le
     ct_session *s = arg;
     work *w;
 
-    s->st.requests_received++;
     if (s->ending)
         return CT_E_CLOSED;
     if (!s->o.handler)
         return CT_E_UNSUPPORTED;
+    if (len > s->in_bytes_max - s->in_bytes)
+        return CT_E_AGAIN; /* max_streams large requests at once: memory is bounded too */
     w = calloc(1, sizeof *w);
     if (!w)
         return CT_E_NOMEM;
@@ -399,6 +405,7 @@ static ct_err cb_request(void *arg, uint32_t stream, uint8_t *payload, size_t le
     w->payload = payload;
     w->len = len;
     w->queued = true;
+    s->in_bytes += len;
     if (s->work_tail)
         s->work_tail->next = w;
     else
@@ -582,11 +589,17 @@ static void refill(ct_session *s)
         pthread_cond_broadcast(&s->space_cv);
 }
 
-/* Everything exchanged for a clean close, nothing outstanding (under mu)? */
-static bool close_ready(const ct_session *s)
+/* GOAWAY both ways and no request outstanding either way (under mu)? */
+static bool streams_done(const ct_session *s)
 {
     return s->core.goaway_sent && s->core.goaway_recv && s->core.out.count == 0 &&
-           s->core.in.count == 0 && s->ctl.len == 0 && s->data.len == 0;
+           s->core.in.count == 0;
+}
+
+/* ... and nothing left to queue for sending: time for close_notify. */
+static bool close_ready(const ct_session *s)
+{
+    return streams_done(s) && s->ctl.len == 0 && s->data.len == 0;
 }
 
 /* Checks the timers (under mu); returns the next wake-up time in ms. */
@@ -655,8 +668,8 @@ static void on_peer_eof(ct_session *s)
         end_locked(s, CT_OK, "closed");
         return;
     }
-    if (close_ready(s))
-        return; /* clean: ends once our close_notify is out */
+    if (streams_done(s))
+        return; /* clean: ends once what is queued and our close_notify are out */
     if (s->core.goaway_recv)
         end_locked(s, CT_E_CLOSED,
                    "the peer closed the connection with %zu request(s) still outstanding",
@@ -823,6 +836,8 @@ static void *io_main(void *arg)
         }
         s->io_sleeping = true;
         reading = !s->peer_eof && s->ctl.len < CTL_QUEUE_MAX;
+        if (s->close_deadline_set && s->close_deadline < next)
+            next = s->close_deadline; /* set by ct_session_close since the timers ran */
         pthread_mutex_unlock(&s->mu);
 
         want_out = s->sb_off < s->sb.len || (shut_now && s->send_blocked);
@@ -1002,6 +1017,8 @@ ct_err ct_session_open(ct_ctx *ctx, ct_conn *conn, const ct_session_options *opt
         goto fail;
     }
     s->nhandlers = o.handler_threads;
+    s->in_bytes_max = IN_BYTES_MAX > 2 * (size_t)o.max_frame ? IN_BYTES_MAX
+                                                              : 2 * (size_t)o.max_frame;
     for (uint32_t i = 0; i < s->nhandlers; i++) {
         if ((r = pthread_create(&s->handlers[i], NULL, handler_main, s)) != 0) {
             rc = ctp_err(err, CT_E_INTERNAL, r, "cannot start a handler thread: %s",
@@ -1233,6 +1250,7 @@ void ct_session_get_stats(const ct_session *s, ct_session_stats *out)
     }
     pthread_mutex_lock(&m->mu);
     *out = m->st;
+    out->requests_received = m->core.requests_received; /* also those refused as busy */
     pthread_mutex_unlock(&m->mu);
 }
 

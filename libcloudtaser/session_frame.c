@@ -207,6 +207,15 @@ void ctp_sess_free(ctp_sess_core *c)
     }
 }
 
+/* Frees a payload that goes nowhere (it may have carried secrets). */
+static void drop(uint8_t *body, size_t len)
+{
+    if (body) {
+        ct_secure_wipe(body, len);
+        free(body);
+    }
+}
+
 static bool ring_has(const ctp_sess_core *c, uint32_t id)
 {
     for (size_t i = 0; i < c->ring_len; i++)
@@ -332,13 +341,13 @@ static ct_err on_req(ctp_sess_core *c, const ctp_sframe *f, uint8_t *body)
 
     if (c->goaway_sent && f->stream > c->goaway_sent_last) {
         /* Sent after our GOAWAY: the peer fails it itself; no answer. */
-        free(body);
+        drop(body, f->len);
         return CT_OK;
     }
     c->requests_received++;
     if (c->in.count >= c->max_streams) {
         char msg[96];
-        free(body);
+        drop(body, f->len);
         c->rejected_busy++;
         snprintf(msg, sizeof msg, "the peer is serving %lu requests already (max_streams)",
                  (unsigned long)c->max_streams);
@@ -347,7 +356,7 @@ static ct_err on_req(ctp_sess_core *c, const ctp_sframe *f, uint8_t *body)
     }
     rc = c->cb->request(c->arg, f->stream, body, f->len, &item);
     if (rc != CT_OK) {
-        free(body);
+        drop(body, f->len);
         answer_error(c, f->stream, rc, ct_strerror(rc));
         return CT_OK;
     }
@@ -363,9 +372,7 @@ static ct_err on_resp(ctp_sess_core *c, const ctp_sframe *f, uint8_t *body)
 
     if (!pending) {
         /* Cancelled meanwhile (checked in the header: else it would not get here). */
-        if (body)
-            ct_secure_wipe(body, f->len);
-        free(body);
+        drop(body, f->len);
         c->late_responses++;
         return CT_OK;
     }
@@ -376,7 +383,7 @@ static ct_err on_resp(ctp_sess_core *c, const ctp_sframe *f, uint8_t *body)
     }
     code = (int32_t)get32(body);
     if (code >= 0) {
-        free(body);
+        drop(body, f->len);
         c->cb->deliver(c->arg, pending, CT_E_PROTO, NULL, NULL, 0,
                        "the peer answered with an error RESP whose code is not an error");
         return violation(c, "error RESP on stream %lu with code %ld", (unsigned long)f->stream,
@@ -452,7 +459,7 @@ static ct_err dispatch(ctp_sess_core *c, const ctp_sframe *f, uint8_t *body)
             c->cb->cancel(c->arg, item);
         return CT_OK;
     default:
-        free(body);
+        drop(body, f->len);
         return violation(c, "unknown frame type %u", (unsigned)f->type);
     }
 }
