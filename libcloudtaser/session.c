@@ -46,6 +46,17 @@
  * session that is still up aborts: the connection is freed without
  * close_notify (for TLS an abort the peer sees as CT_E_RESET).
  *
+ * Calls from the session's own threads: ct_session_close from a handler
+ * (or from on_close) starts the close but cannot wait for the end it is
+ * holding up, so it returns CT_OK at once (or the end reason if the session
+ * has already ended); ct_session_wait there returns CT_E_TIMEOUT while the
+ * session is up. on_close runs before ct_session_wait/close return.
+ *
+ * Memory a peer can make us hold: max_streams requests of its own whose
+ * payloads total at most IN_BYTES_MAX (or 2 x max_frame; beyond: a
+ * CT_E_AGAIN answer), the data queue (writers wait), the control queue
+ * (reads stop) and one frame being received.
+ *
  * Secrets: request and answer payloads may carry secrets, so every buffer
  * that held them is wiped before it is freed or reused; payloads handed to
  * callers (answers) are theirs to wipe.
@@ -722,7 +733,7 @@ static bool do_recv(ct_session *s, bool *progress)
         pthread_mutex_lock(&s->mu);
         if (rc == CT_OK) {
             ct_err frc;
-            s->last_rx_ms = ct_ctx_now_ms(s->ctx);
+            s->last_rx_ms = ctp_mono_ms();
             s->st.bytes_received += got;
             frc = ctp_sess_feed(&s->core, s->rbuf, got);
             ct_secure_wipe(s->rbuf, got);
@@ -758,7 +769,7 @@ static void *io_main(void *arg)
     bool pending_retry = false;
 
     pthread_mutex_lock(&s->mu);
-    s->last_rx_ms = ct_ctx_now_ms(s->ctx);
+    s->last_rx_ms = ctp_mono_ms();
     s->last_ping_ms = s->last_rx_ms;
     pthread_mutex_unlock(&s->mu);
 
@@ -773,7 +784,7 @@ static void *io_main(void *arg)
             end_locked(s, CT_E_CLOSED, "the session was freed while it was up");
         if (!s->ending)
             refill(s);
-        now = ct_ctx_now_ms(s->ctx);
+        now = ctp_mono_ms();
         next = s->ending ? now : timers(s, now);
         if (!s->ending)
             refill(s); /* a PING may have been queued */
@@ -851,7 +862,7 @@ static void *io_main(void *arg)
             pf[nfds].revents = 0;
             nfds++;
         }
-        now = ct_ctx_now_ms(s->ctx);
+        now = ctp_mono_ms();
         wait_ms = next > now ? (int)(next - now) : 0;
         if (wait_ms > MAX_POLL_MS)
             wait_ms = MAX_POLL_MS;
@@ -1016,7 +1027,7 @@ ct_err ct_session_open(ct_ctx *ctx, ct_conn *conn, const ct_session_options *opt
         rc = ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory for a session");
         goto fail;
     }
-    s->nhandlers = o.handler_threads;
+    s->nhandlers = o.handler ? o.handler_threads : 0; /* no handler: the core answers */
     s->in_bytes_max = IN_BYTES_MAX > 2 * (size_t)o.max_frame ? IN_BYTES_MAX
                                                               : 2 * (size_t)o.max_frame;
     for (uint32_t i = 0; i < s->nhandlers; i++) {

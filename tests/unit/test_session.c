@@ -825,8 +825,12 @@ START_TEST(close_deadline)
     ck_assert_msg(r == CT_E_RESET || r == CT_E_CLOSED, "b ended with %s", ct_err_name(r));
     ck_assert_int_eq(closelog_calls(&p.la, NULL, NULL, 0), 1);
     ck_assert_int_eq(closelog_calls(&p.lb, NULL, NULL, 0), 1);
-    spair_free(&p);
+    ct_session_free(p.a); /* after the end: on_close is not called again */
+    ct_session_free(p.b);
+    p.a = p.b = NULL;
     ck_assert_int_eq(closelog_calls(&p.la, NULL, NULL, 0), 1);
+    ck_assert_int_eq(closelog_calls(&p.lb, NULL, NULL, 0), 1);
+    spair_free(&p);
 }
 END_TEST
 
