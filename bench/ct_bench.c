@@ -17,6 +17,10 @@
  *                                         full TLS handshakes per second
  *   ct-bench rooms --proto beacon|wormhole --port P --server-pid PID --rooms R
  *                  --pairs Q [--group G]  memory per waiting peer, pairing latency
+ *   ct-bench session [--payload B] [--ms T]
+ *                                         ct_session requests/s over loopback TLS with
+ *                                         1, 16 and 256 in flight, against a bare TLS
+ *                                         echo round trip on the same kind of connection
  *
  * Only 127.0.0.1 is used. Every loop is bounded in count and time.
  */
@@ -626,6 +630,245 @@ static int cmd_bound(int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------ */
+/* session: ct_session requests per second over loopback TLS            */
+
+struct sess_tls {
+    ct_ctx *ctx;
+    ct_tls_config *scfg, *ccfg;
+    ct_transport *tcp;
+    ct_listener *l;
+    ct_key *k;
+    uint8_t *crt, *spki;
+    ct_secret *key;
+};
+
+struct sess_accept {
+    struct sess_tls *t;
+    ct_conn *out;
+    ct_err rc;
+    ct_error err;
+};
+
+static void *sess_accept_main(void *arg)
+{
+    struct sess_accept *a = arg;
+    ct_conn *raw = NULL;
+    a->rc = ct_listener_accept(a->t->l, 10000, &raw, &a->err);
+    if (a->rc == CT_OK)
+        a->rc = ct_tls_wrap(a->t->scfg, raw, 10000, &a->out, &a->err);
+    ct_thread_cleanup();
+    return NULL;
+}
+
+/* One TLS connection over TCP loopback: client end *c, server end *s. */
+static void sess_tls_pair(struct sess_tls *t, ct_conn **c, ct_conn **s)
+{
+    struct sess_accept a = {.t = t};
+    ct_conn *raw = NULL;
+    pthread_t th;
+    ct_error err;
+    if (pthread_create(&th, NULL, sess_accept_main, &a) != 0)
+        bench_die("pthread_create");
+    if (ct_transport_dial(t->tcp, BENCH_HOST, ct_listener_port(t->l), 10000, &raw, &err) !=
+            CT_OK ||
+        ct_tls_wrap(t->ccfg, raw, 10000, c, &err) != CT_OK)
+        bench_die("session: client: %s", err.message);
+    pthread_join(th, NULL);
+    if (a.rc != CT_OK)
+        bench_die("session: server: %s", a.err.message);
+    *s = a.out;
+}
+
+static ct_err sess_echo(void *arg, ct_session *s, uint32_t stream, const uint8_t *req, size_t n,
+                        uint8_t **resp, size_t *resp_len, ct_error *err)
+{
+    (void)arg;
+    (void)s;
+    (void)stream;
+    (void)err;
+    if (n) {
+        if (!(*resp = malloc(n)))
+            return CT_E_NOMEM;
+        memcpy(*resp, req, n);
+    }
+    *resp_len = n;
+    return CT_OK;
+}
+
+struct sess_load {
+    ct_session *s;
+    size_t payload;
+    int64_t until_ns;
+    long done, failed;
+};
+
+static void *sess_load_main(void *arg)
+{
+    struct sess_load *l = arg;
+    uint8_t *req = malloc(l->payload ? l->payload : 1);
+    if (!req)
+        bench_die("out of memory");
+    bench_random(req, l->payload);
+    while (bench_now_ns() < l->until_ns) {
+        uint8_t *resp = NULL;
+        size_t rn = 0;
+        ct_error err;
+        if (ct_session_request(l->s, req, l->payload, 10000, &resp, &rn, &err) == CT_OK &&
+            rn == l->payload && (rn == 0 || memcmp(resp, req, rn) == 0))
+            l->done++;
+        else
+            l->failed++;
+        ct_free(resp);
+    }
+    free(req);
+    ct_thread_cleanup();
+    return NULL;
+}
+
+struct sess_echo_srv {
+    ct_conn *c;
+    size_t payload;
+};
+
+static void *sess_raw_echo_main(void *arg)
+{
+    struct sess_echo_srv *e = arg;
+    uint8_t *buf = malloc(e->payload);
+    ct_error err;
+    if (!buf)
+        bench_die("out of memory");
+    while (ct_conn_recv_exact(e->c, buf, e->payload, NULL, 10000, &err) == CT_OK &&
+           ct_conn_send_all(e->c, buf, e->payload, NULL, 10000, &err) == CT_OK)
+        ;
+    free(buf);
+    ct_thread_cleanup();
+    return NULL;
+}
+
+static int cmd_session(int argc, char **argv)
+{
+    double seconds = (double)opt_long(argc, argv, "--ms", 2000) / 1000.0;
+    size_t payload = (size_t)opt_long(argc, argv, "--payload", 64);
+    static const int inflight[] = {1, 16, 256};
+    struct sess_tls t;
+    ct_tls_options so = CT_TLS_OPTIONS_INIT, co = CT_TLS_OPTIONS_INIT;
+    ct_session_options ao = CT_SESSION_OPTIONS_INIT, bo = CT_SESSION_OPTIONS_INIT;
+    uint8_t pin[32], *buf;
+    size_t spki_len = 0, crt_len = 0;
+    ct_conn *c = NULL, *sv = NULL;
+    ct_session *a = NULL, *b = NULL;
+    struct sess_echo_srv es;
+    pthread_t th[256];
+    struct sess_load ld[256];
+    double raw_rps, rps[3];
+    int64_t t0, until;
+    long n = 0;
+    ct_error err;
+
+    if (payload < 1 || payload > (1u << 20) || seconds <= 0)
+        bench_die("session: --payload 1..1048576, --ms > 0");
+    signal(SIGPIPE, SIG_IGN);
+    memset(&t, 0, sizeof t);
+    if (ct_ctx_new(NULL, &t.ctx, &err) != CT_OK)
+        bench_die("%s", err.message);
+    /* a self-signed server certificate; the client pins its key (as `bound`) */
+    if (ct_key_generate(t.ctx, &t.k, &err) != CT_OK ||
+        ct_ca_create(t.ctx, t.k, &(ct_cert_options){.version = CT_CERT_OPTIONS_VERSION,
+                                                    .common_name = "session"},
+                     &t.crt, &crt_len, &err) != CT_OK ||
+        ct_key_export(t.k, 0, &t.key, &err) != CT_OK ||
+        ct_key_public_der(t.k, &t.spki, &spki_len, &err) != CT_OK)
+        bench_die("%s", err.message);
+    ct_sha256(t.spki, spki_len, pin);
+    so.role = CT_TLS_SERVER;
+    so.flags = CT_TLS_F_ANONYMOUS_CLIENTS;
+    so.cert = t.crt;
+    so.cert_len = crt_len;
+    so.key = t.key;
+    co.role = CT_TLS_CLIENT;
+    co.pin_sha256 = pin;
+    if (ct_tls_config_new(t.ctx, &so, &t.scfg, &err) != CT_OK ||
+        ct_tls_config_new(t.ctx, &co, &t.ccfg, &err) != CT_OK ||
+        ct_transport_new_tcp(t.ctx, &t.tcp, &err) != CT_OK ||
+        ct_transport_listen(t.tcp, BENCH_HOST, 0, &t.l, &err) != CT_OK)
+        bench_die("%s", err.message);
+
+    /* Baseline: one request at a time on a bare TLS connection (no framing,
+     * no threads in between): send `payload` bytes, read them echoed back. */
+    sess_tls_pair(&t, &c, &sv);
+    printf("cipher %s\n", ct_tls_cipher(c));
+    es.c = sv;
+    es.payload = payload;
+    if (pthread_create(&th[0], NULL, sess_raw_echo_main, &es) != 0)
+        bench_die("pthread_create");
+    if (!(buf = malloc(payload)))
+        bench_die("out of memory");
+    bench_random(buf, payload);
+    t0 = bench_now_ns();
+    until = t0 + (int64_t)(seconds * 1e9);
+    while (bench_now_ns() < until) {
+        if (ct_conn_send_all(c, buf, payload, NULL, 10000, &err) != CT_OK ||
+            ct_conn_recv_exact(c, buf, payload, NULL, 10000, &err) != CT_OK)
+            bench_die("raw echo: %s", err.message);
+        n++;
+    }
+    raw_rps = (double)n / bench_secs(t0, bench_now_ns());
+    ct_conn_shutdown_write(c, 1000, &err); /* the echo thread sees the end */
+    pthread_join(th[0], NULL);
+    ct_conn_free(c);
+    ct_conn_free(sv);
+    free(buf);
+    printf("RESULT raw_echo_rps %.0f\n", raw_rps);
+
+    /* The session: a asks, b answers (echo), over a fresh TLS connection. */
+    sess_tls_pair(&t, &c, &sv);
+    ao.initiator = 1;
+    ao.ping_interval_ms = -1;
+    bo.handler = sess_echo;
+    bo.ping_interval_ms = -1;
+    if (ct_session_open(t.ctx, c, &ao, &a, &err) != CT_OK ||
+        ct_session_open(t.ctx, sv, &bo, &b, &err) != CT_OK)
+        bench_die("session: %s", err.message);
+    for (int k = 0; k < 3; k++) {
+        long done = 0, failed = 0;
+        t0 = bench_now_ns();
+        until = t0 + (int64_t)(seconds * 1e9);
+        for (int i = 0; i < inflight[k]; i++) {
+            ld[i] = (struct sess_load){.s = a, .payload = payload, .until_ns = until};
+            if (pthread_create(&th[i], NULL, sess_load_main, &ld[i]) != 0)
+                bench_die("pthread_create");
+        }
+        for (int i = 0; i < inflight[k]; i++) {
+            pthread_join(th[i], NULL);
+            done += ld[i].done;
+            failed += ld[i].failed;
+        }
+        rps[k] = (double)done / bench_secs(t0, bench_now_ns());
+        if (failed)
+            bench_die("session: %ld requests failed with %d in flight", failed, inflight[k]);
+        printf("RESULT session_rps_%d %.0f\n", inflight[k], rps[k]);
+    }
+    if (ct_session_close(a, 10000, &err) != CT_OK)
+        bench_die("session close: %s", err.message);
+    ct_session_free(a);
+    ct_session_free(b);
+    printf("RESULT ratio_1_vs_raw %.2f\n", rps[0] / raw_rps);
+    printf("RESULT ratio_16_vs_1 %.2f\n", rps[1] / rps[0]);
+    printf("RESULT ratio_256_vs_1 %.2f\n", rps[2] / rps[0]);
+    ct_listener_free(t.l);
+    ct_transport_free(t.tcp);
+    ct_tls_config_free(t.ccfg);
+    ct_tls_config_free(t.scfg);
+    ct_secret_free(t.key);
+    ct_free(t.crt);
+    ct_free(t.spki);
+    ct_key_free(t.k);
+    ct_ctx_free(t.ctx);
+    ct_thread_cleanup();
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* A non-blocking connection machine: K connections in flight, each     */
 /* connect -> [TLS handshake] -> [send a hello/line] -> [read a status]. */
 
@@ -1203,10 +1446,10 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"pki", cmd_pki},       {"ports", cmd_ports},           {"beacon", cmd_beacon},
         {"sink", cmd_sink},     {"send", cmd_send},             {"bound", cmd_bound},
-        {"handshakes", cmd_handshakes}, {"rooms", cmd_rooms},
+        {"handshakes", cmd_handshakes}, {"rooms", cmd_rooms},   {"session", cmd_session},
     };
     if (argc < 2)
-        bench_die("usage: ct-bench pki|ports|beacon|sink|send|bound|handshakes|rooms ...");
+        bench_die("usage: ct-bench pki|ports|beacon|sink|send|bound|handshakes|rooms|session ...");
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0)

@@ -243,6 +243,18 @@ static ct_err make_tls_in_tls(ct_ctx *ctx, void *fixture, ct_conn **client, ct_c
     return wrap_pair(f->inner_client, f->server, oc, os, client, server, err);
 }
 
+/* The beacon case: end-to-end mTLS inside a TLS session over TCP loopback. */
+static ct_err make_tls_in_tls_tcp(ct_ctx *ctx, void *fixture, ct_conn **client,
+                                  ct_conn **server, ct_error *err)
+{
+    tls_fixture *f = fixture;
+    ct_conn *oc = NULL, *os = NULL;
+    ct_err rc = make_tcp(ctx, fixture, &oc, &os, err);
+    if (rc != CT_OK)
+        return rc;
+    return wrap_pair(f->inner_client, f->server, oc, os, client, server, err);
+}
+
 /* duplex_threads 0: a TLS connection is used by one thread at a time. */
 const ct_pair_factory ct_tls_factory_pipe = {
     .name = "tls-over-pipe", .setup = setup_plain, .make_pair = make_pipe,
@@ -256,6 +268,12 @@ const ct_pair_factory ct_tls_factory_tcp = {
 };
 const ct_pair_factory ct_tls_factory_tls = {
     .name = "tls-over-tls", .setup = setup_plain, .make_pair = make_tls_in_tls,
+    .teardown = teardown, .half_close = 1, .duplex_threads = 0,
+    .free_is_abort = 1,
+};
+
+const ct_pair_factory ct_tls_factory_tls_tcp = {
+    .name = "tls-over-tls-over-tcp", .setup = setup_tcp, .make_pair = make_tls_in_tls_tcp,
     .teardown = teardown, .half_close = 1, .duplex_threads = 0,
     .free_is_abort = 1,
 };

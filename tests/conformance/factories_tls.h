@@ -15,6 +15,8 @@
 extern const ct_pair_factory ct_tls_factory_pipe;
 extern const ct_pair_factory ct_tls_factory_tcp;
 extern const ct_pair_factory ct_tls_factory_tls;
+/* Not in ct_tls_factories (used by the session tests): TLS in TLS over TCP. */
+extern const ct_pair_factory ct_tls_factory_tls_tcp;
 
 /* All of the above, NULL-terminated. */
 extern const ct_pair_factory *const ct_tls_factories[];
