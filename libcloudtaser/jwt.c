@@ -24,8 +24,11 @@
  * - The key type comes from the key set, never from the token: an RS256
  *   token is only tried against RSA keys and an ES256 token against EC
  *   keys; every other "alg" (none, HS*, PS*, ...) is refused up front.
- * - Decoded token parts are wiped before they are freed. Messages name
- *   claims and the expected values, never the token or its claim values.
+ * - Decoded token parts are wiped before they are freed; jansson's copies of
+ *   single claim values are not (without the signature they are not the
+ *   credential). Messages name claims and the expected values, never the
+ *   token or its claim values; only the header's alg and kid (public,
+ *   printable ASCII, at most 48 characters) are quoted.
  * - Every JSON document is parsed with JSON_REJECT_DUPLICATES: a member
  *   that appears twice is ambiguous (parsers disagree on which wins).
  */

@@ -693,8 +693,9 @@ START_TEST(jwks_canonical_serialisation)
     ck_assert_ptr_null(strstr(sa, "x5t"));
     ck_assert_ptr_null(strstr(sa, "key_ops"));
     ck_assert_ptr_nonnull(strstr(sa, n)); /* the leading zero is gone */
-    ck_err(ct_jwks_serialize(NULL, &sa, &err), CT_E_INVALID, &err);
     ct_free(sb);
+    ck_err(ct_jwks_serialize(NULL, &sb, &err), CT_E_INVALID, &err);
+    ck_assert_ptr_null(sb);
     ct_free(sa);
     ct_jwks_free(a);
     ct_jwks_free(bb);
