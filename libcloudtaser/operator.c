@@ -148,7 +148,12 @@ static ct_err do_bootstrap(ct_operator *op, const ct_beacon_options *bo, ct_cred
     o.token_len = token ? strlen(token) : 0;
     o.jwks = op->jwks;
     o.jwks_len = op->jwks_len;
-    o.first_bootstrap = 1;
+    /*
+     * With the issuer keys: a first bootstrap that pins them (re-bootstrap
+     * automatically if the cluster is initialized). With a token but no
+     * keys there is nothing to pin: only a re-bootstrap makes sense.
+     */
+    o.first_bootstrap = !(token && !op->jwks);
     o.flags = CT_BOOTSTRAP_F_AUTO;
     rc = ct_bootstrap(op->ctx, bo, &o, creds, err);
     free_token(token);

@@ -193,7 +193,8 @@ static ct_err make_pki(ct_ctx *ctx, const char *fp, uint8_t **ca_der, size_t *ca
     size_t csr_len = 0;
     ct_err rc;
 
-    snprintf(cn, sizeof cn, "cloudtaser CA %s", fp);
+    /* 8 characters identify the cluster to a human; logs never carry more */
+    snprintf(cn, sizeof cn, "cloudtaser CA %.8s", fp);
     co.common_name = cn;
     co.organization = "cloudtaser";
     bo.common_name = "cloudtaser bridge";
