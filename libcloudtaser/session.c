@@ -211,6 +211,7 @@ struct ct_session {
     pthread_t *handlers;
     bool io_started;
     uint32_t handlers_started;
+    uint32_t handlers_idle;  /* handler threads waiting for work */
 
     /* ---- I/O thread only ---- */
     ct_conn *conn;
@@ -398,6 +399,8 @@ static void cb_deliver(void *arg, void *vp, ct_err code, uint8_t *buf, const uin
     pthread_cond_signal(&p->cv);
 }
 
+static void *handler_main(void *arg);
+
 static ct_err cb_request(void *arg, uint32_t stream, uint8_t *payload, size_t len, void **item)
 {
     ct_session *s = arg;
@@ -422,6 +425,22 @@ static ct_err cb_request(void *arg, uint32_t stream, uint8_t *payload, size_t le
     else
         s->work_head = w;
     s->work_tail = w;
+    /*
+     * Handler threads start on demand, not in ct_session_open: a new thread
+     * costs its TLS block (wolfSSL keeps per-thread caches there: 49 KB in
+     * Debian's build, 1.4 MB in an SP build), which made opening a session
+     * take tens of milliseconds. A pool grows to handler_threads and stays.
+     */
+    if (s->handlers_idle == 0 && s->handlers_started < s->nhandlers &&
+        pthread_create(&s->handlers[s->handlers_started], NULL, handler_main, s) == 0)
+        s->handlers_started++;
+    if (s->handlers_started == 0) {
+        /* no thread could be started: undo, the core answers the error */
+        s->work_head = s->work_tail = NULL;
+        s->in_bytes -= len;
+        free(w);
+        return CT_E_NOMEM;
+    }
     pthread_cond_signal(&s->work_cv);
     *item = w;
     return CT_OK;
@@ -515,8 +534,10 @@ static void *handler_main(void *arg)
         ct_error herr;
         ct_err rc;
 
+        s->handlers_idle++;
         while (!s->work_head && !s->stop_handlers)
             pthread_cond_wait(&s->work_cv, &s->mu);
+        s->handlers_idle--;
         if (!s->work_head)
             break;
         w = s->work_head;
@@ -1030,14 +1051,6 @@ ct_err ct_session_open(ct_ctx *ctx, ct_conn *conn, const ct_session_options *opt
     s->nhandlers = o.handler ? o.handler_threads : 0; /* no handler: the core answers */
     s->in_bytes_max = IN_BYTES_MAX > 2 * (size_t)o.max_frame ? IN_BYTES_MAX
                                                               : 2 * (size_t)o.max_frame;
-    for (uint32_t i = 0; i < s->nhandlers; i++) {
-        if ((r = pthread_create(&s->handlers[i], NULL, handler_main, s)) != 0) {
-            rc = ctp_err(err, CT_E_INTERNAL, r, "cannot start a handler thread: %s",
-                         strerror(r));
-            goto fail;
-        }
-        s->handlers_started++;
-    }
     if ((r = pthread_create(&s->io_thread, NULL, io_main, s)) != 0) {
         rc = ctp_err(err, CT_E_INTERNAL, r, "cannot start the session's I/O thread: %s",
                      strerror(r));
