@@ -3,7 +3,8 @@
 # processes (see demo.sh). Exits non-zero if any phase fails.
 set -euo pipefail
 build=$(cd "${1:?usage: flow.sh BUILD_DIR}" && pwd)
-T0=$(date +%s%3N)
+now_ms() { local t=${EPOCHREALTIME/./}; echo $(( t / 1000 )); }  # no fork per line
+T0=$(now_ms)
 work=$(mktemp -d "${TMPDIR:-/tmp}/cloudtaser-demo.XXXXXX")
 pids=()
 cleanup() {
@@ -13,7 +14,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ms() { echo $(( $(date +%s%3N) - T0 )); }
+ms() { echo $(( $(now_ms) - T0 )); }
 say() { printf '[+%6s ms] %-9s %s\n' "$(ms)" "$1" "$2"; }
 # Prefixes every line of a process's output.
 tag() { local who=$1; while IFS= read -r line; do say "$who" "$line"; done; }
@@ -42,9 +43,9 @@ beacon=(--beacon "$addr" --beacon-pin "$pin")
 
 # 2. register the cluster in the embedded SQLite store
 export CLOUDTASER_STORE="$work/store.db"
-t=$(date +%s%3N)
+t=$(now_ms)
 "$build/tools/cloudtaser" source register --fingerprint "$fp" | tag register
-say register "registered in $(( $(date +%s%3N) - t )) ms (per-cluster CA + bridge certificate, all in memory, stored in $CLOUDTASER_STORE)"
+say register "registered in $(( $(now_ms) - t )) ms (per-cluster CA + bridge certificate, all in memory, stored in $CLOUDTASER_STORE)"
 
 # 3. a stand-in for the cluster's service-account issuer: its public keys
 #    (JWKS) and a token for the operator's own service account
