@@ -7,6 +7,7 @@ CT_PACKAGES=(
   gcc libc6-dev pkg-config meson ninja-build python3
   libwolfssl-dev libsqlite3-dev
   libjansson-dev     # JSON records in the store (cluster registration)
+  libcurl4-openssl-dev  # HTTPS client of the Vault store and the Kubernetes client
   libmicrohttpd-dev  # the tools' HTTP servers (cloudtaser-beacon's operations port)
   check openssl valgrind binutils
   clang libclang-rt-dev
