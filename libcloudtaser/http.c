@@ -525,7 +525,9 @@ static ct_err map_curl(CURL *c, CURLcode cc, const ctp_http_response *r, const c
     case CURLE_SEND_ERROR:
         if (oserr == ECONNRESET || oserr == EPIPE || oserr == 0)
             return ctp_err(err, CT_E_RESET, (int32_t)(oserr ? oserr : cc),
-                           "connection to %s reset: %s", host, detail);
+                           "connection to %s reset or closed by the server (a server that "
+                           "requires a client certificate does this too): %s",
+                           host, detail);
         return ctp_err(err, CT_E_IO, (int32_t)oserr, "connection to %s failed: %s", host,
                        detail);
     case CURLE_WRITE_ERROR:

@@ -758,9 +758,8 @@ static ct_err vs_put(const char *key, const uint8_t *value, size_t len, int64_t 
             }
             if (vd == V_UNKNOWN) {
                 rc = ctp_err(err, CT_E_IO, 0,
-                             "vault write of %s: outcome unknown: the answer was lost (%s)%s. "
-                             "The write may or may not have been applied; check the key "
-                             "before retrying",
+                             "vault write of %s: outcome unknown, it may have been applied: "
+                             "check the key before retrying (answer lost: %s%s)",
                              sk, lost, readback);
                 goto out;
             }

@@ -1126,6 +1126,17 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
 }
 
+/* MHD's own messages (e.g. "closing connection" after a reset fault): only
+ * when verbose. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    fake_vault *fv = cls;
+    if (fv->verbose) {
+        fputs("fake-vault (mhd): ", stderr);
+        vfprintf(stderr, fmt, ap);
+    }
+}
+
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
@@ -1202,7 +1213,7 @@ fake_vault *fake_vault_start(const fv_options *o)
             MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT, cert,
             MHD_OPTION_HTTPS_MEM_TRUST, ca, MHD_OPTION_NOTIFY_COMPLETED, completed, fv,
             MHD_OPTION_NOTIFY_CONNECTION, on_connection, fv, MHD_OPTION_CONNECTION_TIMEOUT,
-            (unsigned)30, MHD_OPTION_END);
+            (unsigned)30, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, fv, MHD_OPTION_END);
     else
         fv->d = MHD_start_daemon(
             MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS |
@@ -1210,7 +1221,7 @@ fake_vault *fake_vault_start(const fv_options *o)
             0, NULL, NULL, handler, fv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
             MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT, cert,
             MHD_OPTION_NOTIFY_COMPLETED, completed, fv, MHD_OPTION_CONNECTION_TIMEOUT,
-            (unsigned)30, MHD_OPTION_END);
+            (unsigned)30, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, fv, MHD_OPTION_END);
     free(cert);
     free(key);
     free(ca);
@@ -1392,6 +1403,50 @@ uint64_t fake_vault_current_version(fake_vault *fv, const char *mount, const cha
         *nversions = k ? (int)k->nv : 0;
     pthread_mutex_unlock(&fv->mu);
     return v;
+}
+
+char *fake_vault_data_json(fake_vault *fv, const char *mount, const char *key)
+{
+    fv_key *k;
+    fv_version *v;
+    char *out = NULL;
+    pthread_mutex_lock(&fv->mu);
+    k = find_key(fv, mount ? mount : fv->mounts[0], key);
+    v = k ? version_of(k, k->current) : NULL;
+    if (v && v->data) {
+        json_t *c = sorted_copy(v->data);
+        out = json_dumps(c, JSON_COMPACT);
+        json_decref(c);
+    }
+    pthread_mutex_unlock(&fv->mu);
+    return out;
+}
+
+void fake_vault_soft_delete(fake_vault *fv, const char *mount, const char *key)
+{
+    fv_key *k;
+    fv_version *v;
+    pthread_mutex_lock(&fv->mu);
+    k = find_key(fv, mount ? mount : fv->mounts[0], key);
+    v = k ? version_of(k, k->current) : NULL;
+    if (v && !v->deleted[0])
+        now_rfc3339(v->deleted);
+    pthread_mutex_unlock(&fv->mu);
+}
+
+void fake_vault_destroy_current(fake_vault *fv, const char *mount, const char *key)
+{
+    fv_key *k;
+    fv_version *v;
+    pthread_mutex_lock(&fv->mu);
+    k = find_key(fv, mount ? mount : fv->mounts[0], key);
+    v = k ? version_of(k, k->current) : NULL;
+    if (v) {
+        v->destroyed = 1;
+        json_decref(v->data);
+        v->data = NULL;
+    }
+    pthread_mutex_unlock(&fv->mu);
 }
 
 void fake_vault_set_verbose(fake_vault *fv, int on)

@@ -90,6 +90,13 @@ int fake_vault_last_had_token(fake_vault *fv);
 uint64_t fake_vault_current_version(fake_vault *fv, const char *mount, const char *key,
                                     int *nversions);
 
+/* The current version's data as compact JSON (malloc'ed; NULL if none or
+ * destroyed). */
+char *fake_vault_data_json(fake_vault *fv, const char *mount, const char *key);
+/* Soft-deletes / destroys the current version, as another tool would. */
+void fake_vault_soft_delete(fake_vault *fv, const char *mount, const char *key);
+void fake_vault_destroy_current(fake_vault *fv, const char *mount, const char *key);
+
 /* Logs each request to stderr ("fake-vault: METHOD /v1/path -> STATUS"). */
 void fake_vault_set_verbose(fake_vault *fv, int on);
 
