@@ -383,8 +383,8 @@ static int transport_retryable(ct_err rc)
 static int status_retryable(const ctp_http_response *r, int health)
 {
     ctp_vault_errors e;
-    if (health)
-        return r->status >= 500 && r->status != 501 && r->status != 503;
+    if (health) /* 501 uninitialised, 503 sealed, 530 removed: states, not hiccups */
+        return r->status >= 500 && r->status != 501 && r->status != 503 && r->status != 530;
     if (r->status == 429)
         return r->retry_after_ms <= MAX_RETRY_AFTER_MS;
     if (r->status < 500 || r->status == 501)
