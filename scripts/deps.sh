@@ -7,10 +7,12 @@ CT_PACKAGES=(
   gcc libc6-dev pkg-config meson ninja-build python3
   libwolfssl-dev libsqlite3-dev
   libjansson-dev     # JSON records in the store (cluster registration)
-  libmicrohttpd-dev  # the tools' HTTP servers (cloudtaser-beacon's operations port)
+  libcurl4-openssl-dev  # HTTPS client of the Vault store and the Kubernetes client
+  libmicrohttpd-dev  # the tools' HTTP servers (cloudtaser-beacon's operations port, tests/fake-vault)
+  libgnutls28-dev    # tests/fake-vault: demanding client certificates (MHD's TLS is GnuTLS)
   check openssl valgrind binutils
   clang libclang-rt-dev
-  curl               # tests: cloudtaser-beacon's /metrics, /healthz, /readyz
+  curl               # tests: cloudtaser-beacon's /metrics, /healthz, /readyz; raw requests to tests/fake-vault
 )
 
 ct_install_deps() {

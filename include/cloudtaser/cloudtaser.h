@@ -18,6 +18,7 @@
 #include "register.h"
 #include "jwt.h"
 #include "session.h"
+#include "vault.h"
 #include "bootstrap.h"
 #include "agent.h"
 

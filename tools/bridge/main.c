@@ -4,6 +4,7 @@
  * request handler of this version (ping).
  */
 #include "../agent/agent_cli.h"
+#include "../store/store_cli.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -11,7 +12,6 @@
 #include <string.h>
 
 #define PROG "cloudtaser-bridge"
-#define DEF_STORE "./cloudtaser-store.db"
 
 static void usage(FILE *f)
 {
@@ -27,8 +27,6 @@ static void usage(FILE *f)
 "\n"
 "Options:\n"
 BEACON_FLAGS_HELP
-"  --store PATH             the SQLite record store (default: $CLOUDTASER_STORE\n"
-"                           or " DEF_STORE ")\n"
 "  --audience AUD           audience the operators' service-account tokens must\n"
 "                           carry (default: " CT_BOOTSTRAP_DEFAULT_AUDIENCE ")\n"
 "  --token-lifetime SECS    longest token lifetime accepted at re-bootstrap\n"
@@ -42,6 +40,8 @@ BEACON_FLAGS_HELP
 "  -v, --verbose            also log library notices to stderr\n"
 "  -h, --help               this help\n"
 "  -V, --version            the version\n"
+"\n"
+STORE_FLAGS_HELP
 "\n"
 "Output: one line per event on stdout (cluster_added, waiting, init_paired,\n"
 "claim_recorded, bootstrap_issued, bootstrap_refused, session_up,\n"
@@ -117,7 +117,7 @@ static int parse_uint(const char *opt, const char *s, unsigned long max, unsigne
 
 int main(int argc, char **argv)
 {
-    enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_STORE, O_AUD, O_LIFE, O_DAYS,
+    enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_AUD, O_LIFE, O_DAYS,
            O_INITW, O_OPW, O_SCAN };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
@@ -125,7 +125,7 @@ int main(int argc, char **argv)
         { "beacon-ca", required_argument, 0, O_CA },
         { "beacon-system-ca", no_argument, 0, O_SYSCA },
         { "beacon-name", required_argument, 0, O_NAME },
-        { "store", required_argument, 0, O_STORE },
+        STORE_LONG_OPTIONS,
         { "audience", required_argument, 0, O_AUD },
         { "token-lifetime", required_argument, 0, O_LIFE },
         { "broker-days", required_argument, 0, O_DAYS },
@@ -141,7 +141,7 @@ int main(int argc, char **argv)
     beacon_flags bf;
     ct_bridge_options bo = CT_BRIDGE_OPTIONS_INIT;
     ct_ctx_options co = CT_CTX_OPTIONS_INIT;
-    const char *store_path = getenv("CLOUDTASER_STORE");
+    store_flags sf;
     ct_ctx *ctx = NULL;
     ct_store *store = NULL;
     ct_bridge *b = NULL;
@@ -151,14 +151,16 @@ int main(int argc, char **argv)
     int c, verbose = 0, rc = EXIT_FAIL;
 
     memset(&bf, 0, sizeof bf);
+    store_flags_init(&sf);
     while ((c = getopt_long(argc, argv, "o:vhV", lo, NULL)) != -1) {
+        if (store_flags_take(&sf, c, optarg))
+            continue;
         switch (c) {
         case O_BEACON: bf.address = optarg; break;
         case O_PIN: bf.pin_hex = optarg; break;
         case O_CA: bf.ca_file = optarg; break;
         case O_SYSCA: bf.system_ca = 1; break;
         case O_NAME: bf.name = optarg; break;
-        case O_STORE: store_path = optarg; break;
         case O_AUD: bo.audience = optarg; break;
         case O_LIFE:
             if (parse_uint("--token-lifetime", optarg, 86400, &v)) return EXIT_USAGE;
@@ -204,18 +206,28 @@ int main(int argc, char **argv)
     }
     if (beacon_flags_resolve(PROG, &bf) != 0)
         return EXIT_USAGE;
-    if (!store_path)
-        store_path = DEF_STORE;
 
     if (ct_process_harden(&err) != CT_OK)
         fprintf(stderr, PROG ": warning: %s\n", err.message);
     co.log = stderr_logger;
     co.log_user = (void *)PROG;
     co.log_level = verbose ? CT_LOG_INFO : CT_LOG_WARNING;
-    if (ct_ctx_new(&co, &ctx, &err) != CT_OK ||
-        ct_store_new_sqlite(ctx, store_path, &store, &err) != CT_OK) {
+    if (ct_ctx_new(&co, &ctx, &err) != CT_OK) {
         fprintf(stderr, PROG ": %s\n", err.message);
         goto out;
+    }
+    if ((c = store_flags_open(PROG, &sf, ctx, &store)) != 0) {
+        rc = c;
+        goto out;
+    }
+    if (sf.is_vault) {
+        /* a first look at the server; not fatal: the scans retry */
+        ct_vault_health h;
+        if (ct_vault_health_check(ctx, &sf.vault, &h, &err) != CT_OK)
+            fprintf(stderr, PROG ": warning: %s: %s\n", sf.desc, err.message);
+        else if (verbose)
+            fprintf(stderr, PROG ": %s: version %s%s\n", sf.desc, h.version,
+                    h.standby ? " (standby; requests are forwarded)" : "");
     }
     bo.store = store;
     bo.beacon = &bf.opts;
