@@ -8,6 +8,7 @@ CT_PACKAGES=(
   libwolfssl-dev libsqlite3-dev
   libjansson-dev     # JSON records in the store (cluster registration)
   libcurl4-openssl-dev  # HTTPS client of the Vault store and the Kubernetes client
+  libyaml-dev        # kubeconfig files (Kubernetes client)
   libmicrohttpd-dev  # the tools' HTTP servers (cloudtaser-beacon's operations port)
   check openssl valgrind binutils
   clang libclang-rt-dev

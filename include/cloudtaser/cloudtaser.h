@@ -20,5 +20,6 @@
 #include "session.h"
 #include "bootstrap.h"
 #include "agent.h"
+#include "k8s.h"
 
 #endif
