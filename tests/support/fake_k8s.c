@@ -575,8 +575,8 @@ static char *make_continue(int64_t rv, const char *last)
 }
 
 /* 0 ok; -1 malformed (msg set). */
-static int parse_continue(const char *tok, int64_t *rv, char *start, size_t cap, char *msg,
-                          size_t msgn)
+static int parse_continue(const char *tok, int64_t *rv, char *start, size_t cap, int *excl,
+                          char *msg, size_t msgn)
 {
     unsigned char buf[2048];
     long n = b64url_decode(tok, buf, sizeof buf - 1);
@@ -587,7 +587,7 @@ static int parse_continue(const char *tok, int64_t *rv, char *start, size_t cap,
         return -1;
     }
     buf[n] = '\0';
-    o = json_loadb((const char *)buf, (size_t)n, 0, &je);
+    o = json_loadb((const char *)buf, (size_t)n, JSON_ALLOW_NUL, &je);
     v = json_object_get(o, "v");
     r = json_object_get(o, "rv");
     st = json_object_get(o, "start");
@@ -600,7 +600,9 @@ static int parse_continue(const char *tok, int64_t *rv, char *start, size_t cap,
     }
     *rv = json_integer_value(r);
     memcpy(start, json_string_value(st), json_string_length(st));
-    start[json_string_length(st)] = '\0'; /* the trailing "\0" of the token ends it */
+    start[json_string_length(st)] = '\0';
+    /* "<name>\0" (what the API server writes) means: names after <name> */
+    *excl = json_string_length(st) > 0 && start[json_string_length(st) - 1] == '\0';
     json_decref(o);
     return 0;
 }
@@ -617,6 +619,7 @@ static enum MHD_Result list_secrets(fake_k8s *fk, struct MHD_Connection *c, cons
     char start[512] = "", msg[256], bad[256], rvs[32], *last = NULL;
     int64_t list_rv = fk->rv, limit = 0;
     size_t i, remaining = 0;
+    int start_set = 0, start_excl = 0;
 
     if (!(w->perms & FK_LIST_SECRETS))
         return forbidden_ns(c, w, "list", "secrets", NULL, ns);
@@ -630,7 +633,8 @@ static enum MHD_Result list_secrets(fake_k8s *fk, struct MHD_Connection *c, cons
         if (rvq && *rvq)
             return fail(c, 400, "BadRequest", NULL, "specifying resource version is not "
                         "allowed when using continue");
-        if (parse_continue(cont, &list_rv, start, sizeof start, msg, sizeof msg) != 0)
+        start_set = 1;
+        if (parse_continue(cont, &list_rv, start, sizeof start, &start_excl, msg, sizeof msg) != 0)
             return fail(c, 400, "BadRequest", NULL, "invalid continue token: %s", msg);
         if (fk->expire_next > 0 || list_rv <= fk->compacted_rv) {
             if (fk->expire_next > 0)
@@ -651,8 +655,13 @@ static enum MHD_Result list_secrets(fake_k8s *fk, struct MHD_Connection *c, cons
     for (i = 0; i < fk->nsecrets; i++) {
         fk_secret *s = &fk->secrets[i];
         int fm;
-        if (strcmp(s->ns, ns) != 0 || strcmp(s->name, start) < 0)
+        if (strcmp(s->ns, ns) != 0)
             continue;
+        if (start_set) { /* start is "<last name>\0": only names after it */
+            int cmp = strcmp(s->name, start);
+            if (cmp < 0 || (cmp == 0 && start_excl))
+                continue;
+        }
         if (!label_match(s->item, lsel))
             continue;
         fm = field_match(s->item, fsel, bad, sizeof bad);
