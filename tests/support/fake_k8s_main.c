@@ -4,7 +4,8 @@
  * Not installed.
  *
  *   fake-k8s --dir DIR [--tls-dir DIR] [--uid UUID] [--token TOKEN]
- *            [--user NAME] [--deny] [--seed] [--fault KIND:COUNT] [--seconds N]
+ *            [--user NAME] [--deny] [--seed] [--jwks FILE] [--fault KIND:COUNT]
+ *            [--seconds N]
  *
  * Writes DIR/kubeconfig, kubeconfig-tokenfile, kubeconfig-cert,
  * kubeconfig-files, serviceaccount/{token,ca.crt,namespace} and env (see
@@ -12,6 +13,7 @@
  * until SIGTERM or SIGINT, or for at most --seconds (default 600).
  * --deny: the token's user has no RBAC permission (every call is a 403).
  * --seed: the fixture Secrets in namespace payments.
+ * --jwks: serve this JWK set at /openid/v1/jwks (default: the fixture's).
  * --fault: 500, 503, 429, slow, reset, oversized, malformed or html, for
  * the next COUNT requests.
  */
@@ -31,7 +33,8 @@
 static int usage(void)
 {
     fputs("usage: fake-k8s --dir DIR [--tls-dir DIR] [--uid UUID] [--token TOKEN] "
-          "[--user NAME] [--deny] [--seed] [--fault KIND:COUNT] [--seconds N]\n", stderr);
+          "[--user NAME] [--deny] [--seed] [--jwks FILE] [--fault KIND:COUNT] [--seconds N]\n",
+          stderr);
     return 2;
 }
 
@@ -57,7 +60,7 @@ static int parse_fault(const char *s, fake_k8s_fault *f, int *count)
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *tls = FAKE_K8S_TLS_DIR, *uid = NULL, *token = "fake-admin-token";
-    const char *user = "system:serviceaccount:cloudtaser:cloudtaser-operator";
+    const char *user = "system:serviceaccount:cloudtaser:cloudtaser-operator", *jwks = NULL;
     fake_k8s_fault fault = FK_FAULT_NONE;
     int deny = 0, seed = 0, seconds = 600, fault_count = 0, i, sig = 0;
     struct timespec ts;
@@ -86,6 +89,8 @@ int main(int argc, char **argv)
             token = v;
         else if (strcmp(a, "--user") == 0)
             user = v;
+        else if (strcmp(a, "--jwks") == 0)
+            jwks = v;
         else if (strcmp(a, "--seconds") == 0)
             seconds = atoi(v);
         else if (strcmp(a, "--fault") == 0) {
@@ -113,6 +118,21 @@ int main(int argc, char **argv)
         fake_k8s_set_namespace_uid(fk, uid);
     if (seed)
         fake_k8s_seed_fixture_secrets(fk);
+    if (jwks) {
+        char buf[65536 + 1];
+        size_t n;
+        FILE *f = fopen(jwks, "r");
+        if (!f || (n = fread(buf, 1, sizeof buf - 1, f)) == 0) {
+            fprintf(stderr, "fake-k8s: cannot read %s\n", jwks);
+            if (f)
+                fclose(f);
+            fake_k8s_stop(fk);
+            return 1;
+        }
+        fclose(f);
+        buf[n] = '\0';
+        fake_k8s_set_jwks(fk, buf);
+    }
     if (fault != FK_FAULT_NONE)
         fake_k8s_inject(fk, fault, fault_count, NULL);
     if (fake_k8s_write_configs(fk, dir, tls, token) != 0) {
