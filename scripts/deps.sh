@@ -8,8 +8,9 @@ CT_PACKAGES=(
   libwolfssl-dev libsqlite3-dev
   libjansson-dev     # JSON records in the store (cluster registration)
   libcurl4-openssl-dev  # HTTPS client of the Vault store and the Kubernetes client
-  libmicrohttpd-dev  # the tools' HTTP servers (cloudtaser-beacon's operations port, tests/fake-vault)
-  libgnutls28-dev    # tests/fake-vault: demanding client certificates (MHD's TLS is GnuTLS)
+  libyaml-dev        # kubeconfig files (Kubernetes client)
+  libmicrohttpd-dev  # the tools' HTTP servers (cloudtaser-beacon's operations port, tests/fake-vault, tests/fake-k8s)
+  libgnutls28-dev    # tests/fake-vault and fake-k8s: demanding client certificates (MHD's TLS is GnuTLS)
   check openssl valgrind binutils
   clang libclang-rt-dev
   curl               # tests: cloudtaser-beacon's /metrics, /healthz, /readyz; raw requests to tests/fake-vault

@@ -21,5 +21,6 @@
 #include "vault.h"
 #include "bootstrap.h"
 #include "agent.h"
+#include "k8s.h"
 
 #endif

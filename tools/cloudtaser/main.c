@@ -1,6 +1,10 @@
 /*
- * main.c - cloudtaser: the operator's command line. This version carries the
- * secret-store side of the self-bootstrap's "Register" step:
+ * main.c - cloudtaser: the operator's command line. The cluster side of the
+ * self-bootstrap's first step (target.c):
+ *
+ *   cloudtaser target fingerprint [--kubeconfig FILE] [--context NAME] [-o json]
+ *
+ * and the secret-store side of its "Register" step:
  *
  *   cloudtaser source register   --fingerprint UUID [STORE] [--expiry DUR]
  *   cloudtaser source deregister --fingerprint UUID [STORE]
@@ -17,6 +21,7 @@
  */
 #include "cloudtaser/cloudtaser.h"
 #include "../store/store_cli.h"
+#include "target.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -40,19 +45,23 @@ typedef struct opts {
 static void usage_main(FILE *f)
 {
     fprintf(f,
-"Usage: " PROG " source COMMAND [OPTION]...\n"
+"Usage: " PROG " target COMMAND [OPTION]...\n"
+"       " PROG " source COMMAND [OPTION]...\n"
 "       " PROG " --help | --version\n"
 "\n"
-"Secret-store side of the cloudtaser self-bootstrap.\n"
+"The cloudtaser self-bootstrap: the cluster side (target) and the secret-store\n"
+"side (source).\n"
 "\n"
 "Commands:\n"
+"  target fingerprint  print this cluster's fingerprint (the kube-system\n"
+"                      namespace UID) from the Kubernetes API server\n"
 "  source register     register a cluster: make its CA and the bridge's client\n"
 "                      certificate and store them\n"
 "  source deregister   remove every record of a cluster\n"
 "  source status       show one cluster's registration\n"
 "  source list         show every registered cluster\n"
 "\n"
-"Run '" PROG " source COMMAND --help' for a command's options.\n"
+"Run '" PROG " target|source COMMAND --help' for a command's options.\n"
 "\n"
 "Exit status: 0 success, 1 the operation failed, 2 bad command line.\n");
 }
@@ -320,6 +329,8 @@ int main(int argc, char **argv)
         printf(PROG " %s (libcloudtaser %s)\n", CT_VERSION_STRING, ct_version());
         return EXIT_OK;
     }
+    if (strcmp(argv[1], "target") == 0)
+        return target_main(argc, argv);
     if (strcmp(argv[1], "source") != 0)
         return bad_usage("unknown command '%s'", argv[1]);
     if (argc < 3)
