@@ -21,6 +21,7 @@
 #include "vault.h"
 #include "bootstrap.h"
 #include "agent.h"
+#include "router.h"
 #include "k8s.h"
 
 #endif

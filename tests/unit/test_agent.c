@@ -191,6 +191,61 @@ START_TEST(event_names)
 }
 END_TEST
 
+static ct_err echo_op(void *arg, const char *fp, ct_session *s, uint32_t stream,
+                      const uint8_t *req, size_t len, uint8_t **resp, size_t *resp_len,
+                      ct_error *err)
+{
+    (void)fp;
+    (void)s;
+    (void)stream;
+    (void)err;
+    ck_assert_str_eq((const char *)arg, "echo-arg");
+    *resp = malloc(len);
+    memcpy(*resp, req, len);
+    *resp_len = len;
+    return CT_OK;
+}
+
+START_TEST(router_dispatch)
+{
+    ct_router *r = NULL;
+    uint8_t *resp = NULL;
+    size_t len = 0;
+    ct_error err;
+    const char *fp = "0ad50c05-1153-4508-9237-4cb2912e2c23";
+    static const char ping[] = "{\"op\":\"ping\"}", echo[] = "{\"op\":\"echo\",\"x\":1}";
+
+    ck_ok(ct_router_new(&r, &err), &err);
+    ck_ok(ct_router_add(r, "ping", ct_router_ping, NULL, &err), &err);
+    ck_ok(ct_router_add(r, "echo", echo_op, (void *)"echo-arg", &err), &err);
+    ck_err(ct_router_add(r, "echo", echo_op, NULL, &err), CT_E_CONFLICT, &err);
+    ck_err(ct_router_add(r, "Bad Op", echo_op, NULL, &err), CT_E_INVALID, &err);
+    ck_ok(ct_router_handle(r, fp, NULL, 1, (const uint8_t *)ping, strlen(ping), &resp, &len,
+                           &err),
+          &err);
+    ck_assert_ptr_nonnull(strstr((char *)resp, "\"op\":\"pong\""));
+    ck_assert_ptr_nonnull(strstr((char *)resp, "\"cluster\":\"0ad50c05\""));
+    ck_assert_ptr_null(strstr((char *)resp, fp)); /* never the full fingerprint */
+    free(resp);
+    ck_ok(ct_router_handle(r, fp, NULL, 1, (const uint8_t *)echo, strlen(echo), &resp, &len,
+                           &err),
+          &err);
+    ck_assert_uint_eq(len, strlen(echo));
+    free(resp);
+    ck_err(ct_router_handle(r, fp, NULL, 1, (const uint8_t *)"{\"op\":\"nope\"}", 13, &resp,
+                            &len, &err),
+           CT_E_UNSUPPORTED, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "ping, echo"));
+    ck_err(ct_router_handle(r, fp, NULL, 1, (const uint8_t *)"[1]", 3, &resp, &len, &err),
+           CT_E_INVALID, &err);
+    ck_err(ct_router_handle(r, fp, NULL, 1, (const uint8_t *)"{\"op\":5}", 8, &resp, &len, &err),
+           CT_E_INVALID, &err);
+    ck_err(ct_router_handle(r, fp, NULL, 1, (const uint8_t *)"{\"op", 4, &resp, &len, &err),
+           CT_E_INVALID, &err);
+    ct_router_free(r);
+}
+END_TEST
+
 Suite *ct_test_suite(void)
 {
     Suite *s = suite_create("agent");
@@ -202,6 +257,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, hostport);
     tcase_add_test(tc, unhex);
     tcase_add_test(tc, event_names);
+    tcase_add_test(tc, router_dispatch);
     suite_add_tcase(s, tc);
     return s;
 }

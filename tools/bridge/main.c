@@ -1,13 +1,12 @@
 /*
  * main.c - cloudtaser-bridge: runs the library's bridge (ct_bridge_*) next
  * to the secret store. Thin: flags, signals, the event display and the
- * request handler of this version (ping).
+ * requests it serves (a ct_router: ping in this version).
  */
 #include "../agent/agent_cli.h"
 #include "../store/store_cli.h"
 
 #include <getopt.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,45 +48,6 @@ STORE_FLAGS_HELP
 "characters of their fingerprint only.\n"
 "Signals: SIGTERM/SIGINT close sessions cleanly (GOAWAY) and exit.\n"
 "Exit status: 0 after a signal, 1 on a fatal error, 2 on a bad command line.\n");
-}
-
-static ct_err handler(void *arg, const char *fingerprint, ct_session *s, uint32_t stream,
-                      const uint8_t *req, size_t req_len, uint8_t **resp, size_t *resp_len,
-                      ct_error *err)
-{
-    ct_ctx *ctx = arg;
-    json_error_t je;
-    json_t *in, *out;
-    const char *op;
-    char *text;
-    (void)s;
-    (void)stream;
-
-    in = json_loadb((const char *)req, req_len, JSON_REJECT_DUPLICATES, &je);
-    if (!in || !json_is_object(in)) {
-        json_decref(in);
-        snprintf(err->message, sizeof err->message, "request is not a JSON object");
-        return CT_E_INVALID;
-    }
-    op = json_string_value(json_object_get(in, "op"));
-    if (!op || strcmp(op, "ping") != 0) {
-        json_decref(in);
-        snprintf(err->message, sizeof err->message,
-                 "unknown request op (this bridge serves: ping)");
-        return CT_E_UNSUPPORTED;
-    }
-    out = json_pack("{s:s,s:s,s:s#,s:I}", "op", "pong", "bridge", PROG " " CT_VERSION_STRING,
-                    "cluster", fingerprint, 8, "time_ms", (json_int_t)ct_ctx_wall_ms(ctx));
-    json_decref(in);
-    text = out ? json_dumps(out, JSON_COMPACT) : NULL;
-    json_decref(out);
-    if (!text) {
-        snprintf(err->message, sizeof err->message, "out of memory");
-        return CT_E_NOMEM;
-    }
-    *resp = (uint8_t *)text;
-    *resp_len = strlen(text);
-    return CT_OK;
 }
 
 typedef struct evctx {
@@ -145,6 +105,7 @@ int main(int argc, char **argv)
     ct_ctx *ctx = NULL;
     ct_store *store = NULL;
     ct_bridge *b = NULL;
+    ct_router *router = NULL;
     ct_error err;
     evctx ev = { 0 };
     unsigned long v;
@@ -231,8 +192,13 @@ int main(int argc, char **argv)
     }
     bo.store = store;
     bo.beacon = &bf.opts;
-    bo.handler = handler;
-    bo.handler_arg = ctx;
+    if (ct_router_new(&router, &err) != CT_OK ||
+        ct_router_add(router, "ping", ct_router_ping, NULL, &err) != CT_OK) {
+        fprintf(stderr, PROG ": %s\n", err.message);
+        goto out;
+    }
+    bo.handler = ct_router_handle;
+    bo.handler_arg = router;
     bo.on_event = on_event;
     bo.event_arg = &ev;
     if (ct_bridge_new(ctx, &bo, &b, &err) != CT_OK) {
@@ -248,6 +214,7 @@ int main(int argc, char **argv)
 out:
     install_stop_signals(NULL, NULL);
     ct_bridge_free(b);
+    ct_router_free(router);
     ct_store_free(store);
     ct_ctx_free(ctx);
     ct_thread_cleanup();
