@@ -11,6 +11,10 @@ CT_PACKAGES=(
   check openssl valgrind binutils
   clang libclang-rt-dev
   curl               # tests: cloudtaser-beacon's /metrics, /healthz, /readyz
+  abigail-tools      # scripts/abi-check.sh: abidw / abidiff against abi/libcloudtaser.abi
+  scdoc              # man pages from docs/man/*.scd (meson builds and installs them)
+  python3-yaml       # deploy/helm/test_charts.py parses the rendered manifests
+  systemd            # systemd-analyze verify of deploy/systemd/*.service
 )
 
 ct_install_deps() {
