@@ -189,20 +189,32 @@ class OperatorChart(unittest.TestCase, Common):
         self.assertEqual(extra, [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "delete"]}])
         self.assertEqual(len(rules), len(base) + 1)
 
-    def test_beacon_ca_from_a_configmap(self):
-        docs = render(OPERATOR, **{"operator.beacon.address": ADDR, "operator.beacon.ca": PEM})
+    def mounted_file(self, pod, path):
+        """The ConfigMap key behind a file path in the operator container."""
+        c = pod["containers"][0]
+        m = [m for m in c["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+        self.assertEqual(len(m), 1, path + " lies in one mounted volume")
+        vol = [v for v in pod["volumes"] if v["name"] == m[0]["name"]][0]
+        return vol["configMap"]["name"], os.path.relpath(path, m[0]["mountPath"])
+
+    def test_beacon_ca_and_issuer_keys_from_a_configmap(self):
+        jwks = '{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"BB","kid":"k"}]}'
+        docs = render(OPERATOR, **{"operator.beacon.address": ADDR, "operator.beacon.ca": PEM,
+                                   "operator.issuerKeys": jwks})
         self.check_docs(docs, "cloudtaser-operator")
         cm = one(docs, "ConfigMap")
-        self.assertEqual(cm["data"]["ca.crt"], PEM)
         pod = one(docs, "Deployment")["spec"]["template"]["spec"]
         args = pod["containers"][0]["args"]
         self.assertNotIn("--beacon-system-ca", args)
-        ca_file = args[args.index("--beacon-ca") + 1]
-        m = [m for m in pod["containers"][0]["volumeMounts"] if ca_file.startswith(m["mountPath"] + "/")][0]
-        vol = [v for v in pod["volumes"] if v["name"] == m["name"]][0]
-        self.assertEqual(vol["configMap"]["name"], cm["metadata"]["name"])
-        self.assertEqual(os.path.basename(ca_file), "ca.crt")
+        for flag, content in (("--beacon-ca", PEM), ("--jwks-file", jwks)):
+            name, key = self.mounted_file(pod, args[args.index(flag) + 1])
+            self.assertEqual(name, cm["metadata"]["name"])
+            self.assertEqual(cm["data"][key], content)
         self.check_flags(args, "cloudtaser-operator")
+        # only the keys: no CA in the ConfigMap, the system CAs for the beacon
+        docs = render(OPERATOR, **{"operator.beacon.address": ADDR, "operator.issuerKeys": jwks})
+        self.assertEqual(list(one(docs, "ConfigMap")["data"]), ["jwks.json"])
+        self.assertIn("--beacon-system-ca", one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"])
 
     def test_pin_and_optional_values(self):
         pin = "ab" * 32
@@ -219,7 +231,6 @@ class OperatorChart(unittest.TestCase, Common):
         self.assertEqual(args[args.index("--beacon-pin") + 1], pin)
         self.assertNotIn("--beacon-ca", args)            # a pin wins over a CA
         self.assertNotIn("--beacon-system-ca", args)
-        self.assertNotIn("beacon-ca", [v["name"] for v in pod["volumes"]])
         self.assertEqual(args[args.index("--fingerprint") + 1], fp)
         self.assertEqual(args[args.index("--beacon-name") + 1], "beacon.internal")
         self.assertIn("--verbose", args)
