@@ -98,39 +98,43 @@ static ct_err status_error(int st, ct_error *err)
     }
 }
 
-ct_err ct_beacon_connect(ct_ctx *ctx, const ct_beacon_options *opts, ct_beacon_role role,
-                         const uint8_t room[32], ct_conn **out, ct_error *err)
+/* Checks the options every entry point shares. */
+static ct_err check_opts(ct_ctx *ctx, const ct_beacon_options *opts, const char *fn,
+                         ct_error *err)
+{
+    if (!ctx || !opts)
+        return ctp_err(err, CT_E_INVALID, 0, "%s: NULL argument", fn);
+    if (opts->version != CT_BEACON_OPTIONS_VERSION)
+        return ctp_err(err, CT_E_VERSION, 0, "ct_beacon_options version %u is not supported",
+                       (unsigned)opts->version);
+    if (!opts->host || !*opts->host)
+        return ctp_err(err, CT_E_INVALID, 0, "%s: host is required", fn);
+    if (!opts->ca_file && !(opts->ca && opts->ca_len) && !opts->use_system_ca &&
+        !opts->pin_sha256)
+        return ctp_err(err, CT_E_INVALID, 0,
+                       "%s: no way to verify the beacon (CA, system CAs or pin)", fn);
+    if (opts->connect_timeout_ms < 0 || opts->pair_timeout_ms < 0)
+        return ctp_err(err, CT_E_INVALID, 0, "%s: negative timeout", fn);
+    return CT_OK;
+}
+
+ct_err ct_beacon_open(ct_ctx *ctx, const ct_beacon_options *opts, ct_conn **out, ct_error *err)
 {
     ct_tls_options to = CT_TLS_OPTIONS_INIT;
     ct_transport *own_tp = NULL, *tp;
     ct_conn *tcp = NULL, *tls = NULL;
     ct_tls_config *cfg = NULL;
     struct beacon_leg *leg = NULL;
-    uint8_t hello[CT_BEACON_HELLO_LEN];
     int64_t deadline;
-    int connect_ms, pair_ms, first = 1;
+    int connect_ms;
     ct_err rc;
 
     if (!out)
-        return ctp_err(err, CT_E_INVALID, 0, "ct_beacon_connect: out is NULL");
+        return ctp_err(err, CT_E_INVALID, 0, "ct_beacon_open: out is NULL");
     *out = NULL;
-    if (!ctx || !opts || !room)
-        return ctp_err(err, CT_E_INVALID, 0, "ct_beacon_connect: NULL argument");
-    if (opts->version != CT_BEACON_OPTIONS_VERSION)
-        return ctp_err(err, CT_E_VERSION, 0, "ct_beacon_options version %u is not supported",
-                       (unsigned)opts->version);
-    if (!opts->host || !*opts->host)
-        return ctp_err(err, CT_E_INVALID, 0, "ct_beacon_connect: host is required");
-    if (!opts->ca_file && !(opts->ca && opts->ca_len) && !opts->use_system_ca &&
-        !opts->pin_sha256)
-        return ctp_err(err, CT_E_INVALID, 0,
-                       "ct_beacon_connect: no way to verify the beacon (CA, system CAs or pin)");
-    if (opts->connect_timeout_ms < 0 || opts->pair_timeout_ms < 0)
-        return ctp_err(err, CT_E_INVALID, 0, "ct_beacon_connect: negative timeout");
-    if (ct_beacon_hello_encode(role, room, hello) != CT_OK)
-        return ctp_err(err, CT_E_INVALID, 0, "ct_beacon_connect: role must be operator or bridge");
+    if ((rc = check_opts(ctx, opts, "ct_beacon_open", err)) != CT_OK)
+        return rc;
     connect_ms = opts->connect_timeout_ms ? opts->connect_timeout_ms : 10000;
-    pair_ms = opts->pair_timeout_ms ? opts->pair_timeout_ms : 60000;
     deadline = ctp_mono_ms() + connect_ms;
 
     tp = opts->transport;
@@ -157,37 +161,6 @@ ct_err ct_beacon_connect(ct_ctx *ctx, const ct_beacon_options *opts, ct_beacon_r
     tcp = NULL; /* ct_tls_wrap owns it, even on failure */
     if (rc != CT_OK)
         goto out;
-    rc = ct_conn_send_all(tls, hello, sizeof hello, NULL, remaining_or_zero(deadline), err);
-    if (rc != CT_OK)
-        goto out;
-    /* the hello's answer within the connect deadline, then PAIRED within pair_ms */
-    for (;;) {
-        uint8_t st;
-        size_t got = 0;
-        rc = ct_conn_recv(tls, &st, 1, &got, remaining_or_zero(deadline), err);
-        if (rc == CT_E_TIMEOUT || rc == CT_E_AGAIN) {
-            rc = first ? ctp_err(err, CT_E_TIMEOUT, 0, "beacon: no answer to the hello in time")
-                       : ctp_err(err, CT_E_TIMEOUT, 0,
-                                 "beacon: no partner within pair_timeout_ms (%d ms)", pair_ms);
-            goto out;
-        }
-        if (rc == CT_E_CLOSED) {
-            rc = ctp_err(err, CT_E_CLOSED, 0, "beacon closed the connection before PAIRED");
-            goto out;
-        }
-        if (rc != CT_OK)
-            goto out;
-        if (first) {
-            first = 0;
-            deadline = ctp_mono_ms() + pair_ms;
-        }
-        if (st == CT_BEACON_PAIRED)
-            break;
-        if (st != CT_BEACON_WAITING) {
-            rc = status_error(st, err);
-            goto out;
-        }
-    }
     leg = calloc(1, sizeof *leg);
     if (!leg) {
         rc = ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
@@ -207,6 +180,80 @@ out:
     ct_conn_free(tcp);
     ct_tls_config_free(cfg);
     ct_transport_free(own_tp);
-    ct_secure_wipe(hello, sizeof hello);
     return rc;
+}
+
+ct_err ct_beacon_join(ct_conn *c, const ct_beacon_options *opts, ct_beacon_role role,
+                      const uint8_t room[32], ct_error *err)
+{
+    uint8_t hello[CT_BEACON_HELLO_LEN];
+    int64_t deadline;
+    int connect_ms, pair_ms, first = 1;
+    ct_err rc;
+
+    if (!c || !opts || !room)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_beacon_join: NULL argument");
+    if (ctp_conn_ops(c)->close != leg_close)
+        return ctp_err(err, CT_E_INVALID, 0,
+                       "ct_beacon_join: not a connection from ct_beacon_open");
+    if (opts->connect_timeout_ms < 0 || opts->pair_timeout_ms < 0)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_beacon_join: negative timeout");
+    if (ct_beacon_hello_encode(role, room, hello) != CT_OK)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_beacon_join: role must be operator or bridge");
+    connect_ms = opts->connect_timeout_ms ? opts->connect_timeout_ms : 10000;
+    pair_ms = opts->pair_timeout_ms ? opts->pair_timeout_ms : 60000;
+    deadline = ctp_mono_ms() + connect_ms;
+    rc = ct_conn_send_all(c, hello, sizeof hello, NULL, remaining_or_zero(deadline), err);
+    ct_secure_wipe(hello, sizeof hello);
+    if (rc != CT_OK)
+        return rc;
+    /* the hello's answer within the connect deadline, then PAIRED within pair_ms */
+    for (;;) {
+        uint8_t st;
+        size_t got = 0;
+        rc = ct_conn_recv(c, &st, 1, &got, remaining_or_zero(deadline), err);
+        if (rc == CT_E_TIMEOUT || rc == CT_E_AGAIN)
+            return first ? ctp_err(err, CT_E_TIMEOUT, 0, "beacon: no answer to the hello in time")
+                         : ctp_err(err, CT_E_TIMEOUT, 0,
+                                   "beacon: no partner within pair_timeout_ms (%d ms)", pair_ms);
+        if (rc == CT_E_CLOSED)
+            return ctp_err(err, CT_E_CLOSED, 0, "beacon closed the connection before PAIRED");
+        if (rc != CT_OK)
+            return rc;
+        if (first) {
+            first = 0;
+            deadline = ctp_mono_ms() + pair_ms;
+        }
+        if (st == CT_BEACON_PAIRED)
+            return CT_OK;
+        if (st != CT_BEACON_WAITING)
+            return status_error(st, err);
+    }
+}
+
+ct_err ct_beacon_connect(ct_ctx *ctx, const ct_beacon_options *opts, ct_beacon_role role,
+                         const uint8_t room[32], ct_conn **out, ct_error *err)
+{
+    ct_conn *c = NULL;
+    uint8_t probe[CT_BEACON_HELLO_LEN];
+    ct_err rc;
+
+    if (!out)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_beacon_connect: out is NULL");
+    *out = NULL;
+    if ((rc = check_opts(ctx, opts, "ct_beacon_connect", err)) != CT_OK)
+        return rc;
+    if (!room)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_beacon_connect: NULL argument");
+    if (ct_beacon_hello_encode(role, room, probe) != CT_OK)
+        return ctp_err(err, CT_E_INVALID, 0,
+                       "ct_beacon_connect: role must be operator or bridge");
+    if ((rc = ct_beacon_open(ctx, opts, &c, err)) != CT_OK)
+        return rc;
+    if ((rc = ct_beacon_join(c, opts, role, room, err)) != CT_OK) {
+        ct_conn_free(c);
+        return rc;
+    }
+    *out = c;
+    return CT_OK;
 }

@@ -2,6 +2,7 @@
 #include "internal.h"
 #include "wolf.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -19,6 +20,9 @@ static void global_init_once(void)
 {
     if (wolfSSL_Init() != WOLFSSL_SUCCESS)
         g_init_result = CT_E_CRYPTO;
+    /* libcurl (http.c); its own global init is not thread-safe before 7.84 */
+    else if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        g_init_result = CT_E_INTERNAL;
 }
 
 ct_err ct_global_init(void)
@@ -55,7 +59,8 @@ ct_err ct_ctx_new(const ct_ctx_options *opts, ct_ctx **out, ct_error *err)
     if (opts && opts->io_timeout_ms < 0)
         return ctp_err(err, CT_E_INVALID, 0, "io_timeout_ms must not be negative");
     if ((rc = ct_global_init()) != CT_OK)
-        return ctp_err(err, rc, 0, "wolfSSL initialisation failed");
+        return ctp_err(err, rc, 0, "%s initialisation failed",
+                       rc == CT_E_CRYPTO ? "wolfSSL" : "libcurl");
     ctx = ctp_calloc(1, sizeof *ctx);
     if (!ctx)
         return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory creating context");

@@ -37,6 +37,7 @@ struct ct_operator {
     size_t jwks_len;
     ctp_stopper stop;
     ctp_canceller *cancel;
+    ctp_canceller *cancel_pre; /* the pre-opened operational connection's */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     ct_session *sess;   /* guarded by mu */
@@ -204,6 +205,58 @@ static void run_session(ct_operator *op, ct_conn *tls)
          err.message[0] ? err.message : "session ended");
 }
 
+/*
+ * While the bootstrap runs, a second thread opens the outer connection for
+ * the operational room (TCP + TLS to the beacon), so only the hello and the
+ * inner handshake remain once the certificate is in.
+ */
+typedef struct predial {
+    ct_operator *op;
+    ct_beacon_options bo;
+    ct_conn *conn;
+    ct_err rc;
+    int64_t at;
+    pthread_t th;
+    int started;
+} predial;
+
+#define OP_PREDIAL_MAX_AGE_MS 5000 /* the beacon wants the hello within 10 s */
+
+static void *predial_main(void *arg)
+{
+    predial *p = arg;
+    p->rc = ct_beacon_open(p->op->ctx, &p->bo, &p->conn, NULL);
+    p->at = ctp_mono_ms();
+    ct_thread_cleanup();
+    return NULL;
+}
+
+static void predial_start(ct_operator *op, const ct_beacon_options *bo, predial *p)
+{
+    memset(p, 0, sizeof *p);
+    p->op = op;
+    p->bo = *bo;
+    p->bo.transport = ctp_canceller_transport(op->cancel_pre);
+    p->started = pthread_create(&p->th, NULL, predial_main, p) == 0;
+}
+
+/* Joins the thread; returns its connection if it is fresh enough, else NULL. */
+static ct_conn *predial_finish(predial *p, int want)
+{
+    ct_conn *c;
+    if (!p->started)
+        return NULL;
+    pthread_join(p->th, NULL);
+    p->started = 0;
+    c = p->conn;
+    p->conn = NULL;
+    if (c && (!want || p->rc != CT_OK || ctp_mono_ms() - p->at > OP_PREDIAL_MAX_AGE_MS)) {
+        ct_conn_free(c);
+        c = NULL;
+    }
+    return c;
+}
+
 /* Renew when two thirds of the certificate's life have passed. */
 static int needs_renewal(ct_operator *op, const ct_credentials *c, int64_t issued_at)
 {
@@ -217,6 +270,7 @@ static void *worker_main(void *arg)
     ct_beacon_options bo = op->beacon;
     ct_credentials *creds = NULL;
     ct_tls_config *cfg = NULL;
+    ct_conn *pre = NULL;
     unsigned attempt = 0, pair_timeouts = 0;
     int64_t issued_at = 0;
 
@@ -237,7 +291,12 @@ static void *worker_main(void *arg)
             bo.pair_timeout_ms = op->beacon.pair_timeout_ms ? op->beacon.pair_timeout_ms
                                                             : OP_PAIR_TIMEOUT_MS;
             emit(op, CT_EV_WAITING, "init", CT_OK, "bootstrapping through the beacon");
-            rc = do_bootstrap(op, &bo, &creds, &err);
+            {
+                predial p;
+                predial_start(op, &bo, &p);
+                rc = do_bootstrap(op, &bo, &creds, &err);
+                pre = predial_finish(&p, rc == CT_OK && !stopping(op));
+            }
             if (stopping(op))
                 break;
             if (rc != CT_OK) {
@@ -275,8 +334,19 @@ static void *worker_main(void *arg)
         }
         bo.pair_timeout_ms = op->beacon.pair_timeout_ms ? op->beacon.pair_timeout_ms
                                                         : OP_PAIR_TIMEOUT_MS;
-        rc = ct_beacon_connect(op->ctx, &bo, CT_ROLE_OPERATOR,
-                               ct_credentials_operational_room(creds), &conn, &err);
+        if (pre) {
+            /* the connection opened during the bootstrap: just the hello */
+            rc = ct_beacon_join(pre, &bo, CT_ROLE_OPERATOR,
+                                ct_credentials_operational_room(creds), &err);
+            if (rc == CT_OK)
+                conn = pre;
+            else
+                ct_conn_free(pre);
+            pre = NULL;
+        } else {
+            rc = ct_beacon_connect(op->ctx, &bo, CT_ROLE_OPERATOR,
+                                   ct_credentials_operational_room(creds), &conn, &err);
+        }
         if (stopping(op)) {
             ct_conn_free(conn);
             break;
@@ -312,6 +382,7 @@ static void *worker_main(void *arg)
             ctp_stopper_wait(&op->stop, ctp_backoff_ms(op->ctx, op->o.retry_min_ms,
                                                        op->o.retry_max_ms, 0));
     }
+    ct_conn_free(pre);
     ct_tls_config_free(cfg);
     ct_credentials_free(creds);
     pthread_mutex_lock(&op->mu);
@@ -387,6 +458,8 @@ ct_err ct_operator_new(ct_ctx *ctx, const ct_operator_options *opts, ct_operator
         rc = ctp_stopper_init(&op->stop, err);
     if (rc == CT_OK)
         rc = ctp_canceller_new(ctx, &op->cancel, err);
+    if (rc == CT_OK)
+        rc = ctp_canceller_new(ctx, &op->cancel_pre, err);
     pthread_mutex_init(&op->mu, NULL);
     pthread_cond_init(&op->cv, NULL);
     if (rc != CT_OK) {
@@ -427,6 +500,7 @@ ct_err ct_operator_run(ct_operator *op, ct_error *err)
         pthread_mutex_unlock(&op->mu);
         if (!has_sess)
             ctp_canceller_fire(op->cancel);
+        ctp_canceller_fire(op->cancel_pre);
     }
     {
         /* give a session GOAWAY time, then cut whatever remains */
@@ -524,6 +598,7 @@ void ct_operator_free(ct_operator *op)
     if (!op)
         return;
     ctp_canceller_free(op->cancel);
+    ctp_canceller_free(op->cancel_pre);
     ctp_stopper_destroy(&op->stop);
     pthread_mutex_destroy(&op->mu);
     pthread_cond_destroy(&op->cv);

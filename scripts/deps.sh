@@ -7,13 +7,16 @@ CT_PACKAGES=(
   gcc libc6-dev pkg-config meson ninja-build python3
   libwolfssl-dev libsqlite3-dev
   libjansson-dev     # JSON records in the store (cluster registration)
-  libmicrohttpd-dev  # the tools' HTTP servers (cloudtaser-beacon's operations port)
+  libcurl4-openssl-dev  # HTTPS client of the Vault store and the Kubernetes client
+  libyaml-dev        # kubeconfig files (Kubernetes client)
+  libmicrohttpd-dev  # the tools' HTTP servers (cloudtaser-beacon's operations port, tests/fake-vault, tests/fake-k8s)
+  libgnutls28-dev    # tests/fake-vault and fake-k8s: demanding client certificates (MHD's TLS is GnuTLS)
   check openssl valgrind binutils
   clang libclang-rt-dev
-  curl               # tests: cloudtaser-beacon's /metrics, /healthz, /readyz
+  curl               # tests: cloudtaser-beacon's /metrics, /healthz, /readyz; raw requests to tests/fake-vault
   abigail-tools      # scripts/abi-check.sh: abidw / abidiff against abi/libcloudtaser.abi
   scdoc              # man pages from docs/man/*.scd (meson builds and installs them)
-  python3-yaml       # deploy/helm/test_charts.py parses the rendered manifests
+  python3-yaml       # tests/packaging/test_helm.py parses the rendered manifests
   systemd            # systemd-analyze verify of deploy/systemd/*.service
 )
 

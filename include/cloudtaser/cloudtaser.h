@@ -18,7 +18,10 @@
 #include "register.h"
 #include "jwt.h"
 #include "session.h"
+#include "vault.h"
 #include "bootstrap.h"
 #include "agent.h"
+#include "router.h"
+#include "k8s.h"
 
 #endif

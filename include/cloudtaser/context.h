@@ -66,11 +66,12 @@ typedef struct ct_ctx_options {
 #define CT_CTX_OPTIONS_INIT { .version = CT_CTX_OPTIONS_VERSION }
 
 /*
- * Process-wide initialisation (wolfSSL and friends). Idempotent and
+ * Process-wide initialisation (wolfSSL, libcurl). Idempotent and
  * thread-safe (pthread_once), but call it before starting threads. Other
  * entry points call it themselves, so calling it explicitly is optional.
  * Never installs signal handlers.
- * Errors: CT_E_CRYPTO if wolfSSL fails to initialise.
+ * Errors: CT_E_CRYPTO if wolfSSL fails to initialise, CT_E_INTERNAL if
+ * libcurl does.
  */
 CT_API ct_err ct_global_init(void);
 

@@ -105,6 +105,23 @@ CT_API ct_err ct_beacon_connect(ct_ctx *ctx, const ct_beacon_options *opts,
                                 ct_beacon_role role, const uint8_t room[32],
                                 ct_conn **out, ct_error *err);
 
+/*
+ * ct_beacon_connect in two steps, so the outer connection can be made
+ * ahead of time (the operator opens the one for its operational room while
+ * its bootstrap runs). ct_beacon_open: TCP + TLS, the beacon verified, no
+ * hello yet (within connect_timeout_ms); the beacon closes a connection
+ * that sends no hello within its hello deadline (10 s by default), so join
+ * soon. ct_beacon_join: sends the hello on a connection from
+ * ct_beacon_open and waits for PAIRED as ct_beacon_connect does; on error
+ * the caller still owns `c` and should free it. Errors: as
+ * ct_beacon_connect; CT_E_INVALID if `c` does not come from
+ * ct_beacon_open.
+ */
+CT_API ct_err ct_beacon_open(ct_ctx *ctx, const ct_beacon_options *opts, ct_conn **out,
+                             ct_error *err);
+CT_API ct_err ct_beacon_join(ct_conn *c, const ct_beacon_options *opts, ct_beacon_role role,
+                             const uint8_t room[32], ct_error *err);
+
 /* ---- the beacon ---- */
 
 /*

@@ -1,6 +1,7 @@
 /*
  * cloudtaser/store.h - the record store: a versioned key/value vtable with
- * check-and-set, and its built-ins (memory, SQLite).
+ * check-and-set, and its built-ins (memory, SQLite; HashiCorp Vault /
+ * OpenBao in vault.h).
  *
  * Keys are paths of 1 to 16 segments separated by '/', each segment 1 to 128
  * bytes of [A-Za-z0-9._-] and not "." or ".."; at most 512 bytes in all.

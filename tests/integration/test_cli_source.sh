@@ -4,6 +4,8 @@
 # -o json), deregister, exit codes, the store file mode, and that no output
 # ever carries private key text.
 set -euo pipefail
+# the SQLite store: no Vault from the environment
+unset VAULT_ADDR VAULT_TOKEN
 
 ct=$1
 tmp=$(mktemp -d)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# test_e2e.sh BUILD_DIR FIXTURES - the whole system as real processes on
-# loopback: cloudtaser-beacon, cloudtaser (register/deregister),
-# cloudtaser-bridge, cloudtaser-operator, with the embedded SQLite store.
+# test_e2e.sh BUILD_DIR FIXTURES [sqlite|vault|openbao] - the whole system
+# as real processes on loopback: cloudtaser-beacon, cloudtaser
+# (register/deregister), cloudtaser-bridge, cloudtaser-operator, with the
+# embedded SQLite store (default) or tests/fake-vault in the Vault or OpenBao
+# flavour (through VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT, as users set them).
 #
 # Checks: the happy path (bootstrap, operational session, a request),
 # operator restart (attested re-bootstrap), restart without a token
@@ -72,6 +74,19 @@ B=(--beacon "$addr" --beacon-ca "$fixtures/tls/ca.pem")
 ok "beacon listening on $addr"
 
 export CLOUDTASER_STORE=$tmp/store.db
+unset VAULT_ADDR VAULT_TOKEN VAULT_CACERT VAULT_NAMESPACE VAULT_SKIP_VERIFY
+store_kind=${3:-sqlite}
+if [ "$store_kind" != sqlite ]; then
+  export VAULT_TOKEN=hvs.CAESIJe2eTestToken0123456789abcdefghijklmnopqrstuvwxyzAB
+  "$build/tests/fake-vault" --flavour "$store_kind" --token "$VAULT_TOKEN" \
+    --cert "$fixtures/tls/server.pem" --key "$fixtures/tls/server-key.pem" \
+    > "$tmp/vault.out" 2>> "$tmp/vault.log" &
+  pids+=($!)
+  wait_for "$tmp/vault.out" '^listening ' 15
+  export VAULT_ADDR=https://$(sed -n 's/^listening //p' "$tmp/vault.out")
+  export VAULT_CACERT=$fixtures/tls/ca.pem
+  ok "fake $store_kind on $VAULT_ADDR is the store of the CLI and the bridges"
+fi
 FP=$(cat /proc/sys/kernel/random/uuid)
 "$CT" source register --fingerprint "$FP" > "$tmp/register.log"
 mkdir -m 700 "$tmp/iss"
@@ -105,6 +120,9 @@ if grep -hq -- "$FP" "$tmp"/bridge*.log "$tmp"/op*.log "$tmp"/beacon.log; then
   fail "a daemon's output carries the full fingerprint"
 fi
 grep -hq "$(head -c 40 "$tmp/iss/token")" "$tmp"/*.log && fail "a log line carries the token"
+if [ "$store_kind" != sqlite ] && grep -hqF -- "$VAULT_TOKEN" "$tmp"/*.log; then
+  fail "a log line carries the Vault token"
+fi
 ok "no full fingerprint and no token in the daemons' output"
 
 # --- restart without a token: the one-time door stays shut ----------------

@@ -1510,6 +1510,65 @@ START_TEST(client_refusals_and_timeouts)
 }
 END_TEST
 
+/* ct_beacon_open ahead of time, then ct_beacon_join: pairs like connect. */
+struct joiner {
+    uint16_t port;
+    const uint8_t *room;
+    ct_conn *c;
+    ct_err rc;
+};
+
+static void *bridge_connects(void *arg)
+{
+    struct joiner *j = arg;
+    ct_beacon_options bo;
+    beacon_opts(&bo, j->port);
+    j->rc = ct_beacon_connect(g_ctx, &bo, CT_ROLE_BRIDGE, j->room, &j->c, NULL);
+    ct_thread_cleanup();
+    return NULL;
+}
+
+START_TEST(client_open_then_join)
+{
+    ct_relay_options o;
+    bt_relay *br;
+    ct_beacon_options bo;
+    uint8_t room[32], x = 0x5a, y = 0;
+    ct_conn *pre = NULL, *pa = NULL, *pb = NULL;
+    struct joiner j;
+    pthread_t t;
+    ct_error err;
+
+    opts(&o);
+    br = start(&o);
+    beacon_opts(&bo, br->port);
+    bt_random(room, 32);
+    ck_ok(ct_beacon_open(g_ctx, &bo, &pre, &err), &err);
+    ck_assert_ptr_nonnull(pre);
+    /* opened, in no room yet: the beacon holds a connection, nobody waits */
+    ck_assert_int_eq(bt_wait_open(br->r, 1, tl(3000)), 0);
+    ck_assert_uint_eq(stats(br).waiting, 0);
+    j = (struct joiner){br->port, room, NULL, CT_E_INTERNAL};
+    ck_assert_int_eq(pthread_create(&t, NULL, bridge_connects, &j), 0);
+    ck_ok(ct_beacon_join(pre, &bo, CT_ROLE_OPERATOR, room, &err), &err);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(j.rc, CT_OK);
+    /* the two are paired: a byte goes through */
+    ck_ok(ct_conn_send_all(pre, &x, 1, NULL, tl(3000), &err), &err);
+    ck_ok(ct_conn_recv_exact(j.c, &y, 1, NULL, tl(3000), &err), &err);
+    ck_assert_uint_eq(y, x);
+    ck_assert_uint_eq(stats(br).pairs, 1);
+    ct_conn_free(pre);
+    ct_conn_free(j.c);
+    /* join only takes connections from ct_beacon_open */
+    ck_ok(ct_pipe_pair(g_ctx, 0, &pa, &pb, &err), &err);
+    ck_err(ct_beacon_join(pa, &bo, CT_ROLE_OPERATOR, room, &err), CT_E_INVALID, &err);
+    ct_conn_free(pa);
+    ct_conn_free(pb);
+    finish(br);
+}
+END_TEST
+
 START_TEST(client_verifies_the_beacon)
 {
     ct_relay_options o;
@@ -1629,6 +1688,7 @@ Suite *ct_test_suite(void)
     tcase_set_timeout(cl, 120);
     tcase_add_test(cl, client_pairs_and_runs_tls_inside);
     tcase_add_test(cl, client_refusals_and_timeouts);
+    tcase_add_test(cl, client_open_then_join);
     tcase_add_test(cl, client_verifies_the_beacon);
     tcase_add_test(cl, client_invalid_arguments);
     suite_add_tcase(s, cl);

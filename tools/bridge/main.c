@@ -1,17 +1,16 @@
 /*
  * main.c - cloudtaser-bridge: runs the library's bridge (ct_bridge_*) next
  * to the secret store. Thin: flags, signals, the event display and the
- * request handler of this version (ping).
+ * requests it serves (a ct_router: ping in this version).
  */
 #include "../agent/agent_cli.h"
+#include "../store/store_cli.h"
 
 #include <getopt.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define PROG "cloudtaser-bridge"
-#define DEF_STORE "./cloudtaser-store.db"
 
 static void usage(FILE *f)
 {
@@ -27,8 +26,6 @@ static void usage(FILE *f)
 "\n"
 "Options:\n"
 BEACON_FLAGS_HELP
-"  --store PATH             the SQLite record store (default: $CLOUDTASER_STORE\n"
-"                           or " DEF_STORE ")\n"
 "  --audience AUD           audience the operators' service-account tokens must\n"
 "                           carry (default: " CT_BOOTSTRAP_DEFAULT_AUDIENCE ")\n"
 "  --token-lifetime SECS    longest token lifetime accepted at re-bootstrap\n"
@@ -43,51 +40,14 @@ BEACON_FLAGS_HELP
 "  -h, --help               this help\n"
 "  -V, --version            the version\n"
 "\n"
+STORE_FLAGS_HELP
+"\n"
 "Output: one line per event on stdout (cluster_added, waiting, init_paired,\n"
 "claim_recorded, bootstrap_issued, bootstrap_refused, session_up,\n"
 "session_down, cluster_removed, error), clusters shown by the first 8\n"
 "characters of their fingerprint only.\n"
 "Signals: SIGTERM/SIGINT close sessions cleanly (GOAWAY) and exit.\n"
 "Exit status: 0 after a signal, 1 on a fatal error, 2 on a bad command line.\n");
-}
-
-static ct_err handler(void *arg, const char *fingerprint, ct_session *s, uint32_t stream,
-                      const uint8_t *req, size_t req_len, uint8_t **resp, size_t *resp_len,
-                      ct_error *err)
-{
-    ct_ctx *ctx = arg;
-    json_error_t je;
-    json_t *in, *out;
-    const char *op;
-    char *text;
-    (void)s;
-    (void)stream;
-
-    in = json_loadb((const char *)req, req_len, JSON_REJECT_DUPLICATES, &je);
-    if (!in || !json_is_object(in)) {
-        json_decref(in);
-        snprintf(err->message, sizeof err->message, "request is not a JSON object");
-        return CT_E_INVALID;
-    }
-    op = json_string_value(json_object_get(in, "op"));
-    if (!op || strcmp(op, "ping") != 0) {
-        json_decref(in);
-        snprintf(err->message, sizeof err->message,
-                 "unknown request op (this bridge serves: ping)");
-        return CT_E_UNSUPPORTED;
-    }
-    out = json_pack("{s:s,s:s,s:s#,s:I}", "op", "pong", "bridge", PROG " " CT_VERSION_STRING,
-                    "cluster", fingerprint, 8, "time_ms", (json_int_t)ct_ctx_wall_ms(ctx));
-    json_decref(in);
-    text = out ? json_dumps(out, JSON_COMPACT) : NULL;
-    json_decref(out);
-    if (!text) {
-        snprintf(err->message, sizeof err->message, "out of memory");
-        return CT_E_NOMEM;
-    }
-    *resp = (uint8_t *)text;
-    *resp_len = strlen(text);
-    return CT_OK;
 }
 
 typedef struct evctx {
@@ -117,7 +77,7 @@ static int parse_uint(const char *opt, const char *s, unsigned long max, unsigne
 
 int main(int argc, char **argv)
 {
-    enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_STORE, O_AUD, O_LIFE, O_DAYS,
+    enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_AUD, O_LIFE, O_DAYS,
            O_INITW, O_OPW, O_SCAN };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
@@ -125,7 +85,7 @@ int main(int argc, char **argv)
         { "beacon-ca", required_argument, 0, O_CA },
         { "beacon-system-ca", no_argument, 0, O_SYSCA },
         { "beacon-name", required_argument, 0, O_NAME },
-        { "store", required_argument, 0, O_STORE },
+        STORE_LONG_OPTIONS,
         { "audience", required_argument, 0, O_AUD },
         { "token-lifetime", required_argument, 0, O_LIFE },
         { "broker-days", required_argument, 0, O_DAYS },
@@ -141,24 +101,27 @@ int main(int argc, char **argv)
     beacon_flags bf;
     ct_bridge_options bo = CT_BRIDGE_OPTIONS_INIT;
     ct_ctx_options co = CT_CTX_OPTIONS_INIT;
-    const char *store_path = getenv("CLOUDTASER_STORE");
+    store_flags sf;
     ct_ctx *ctx = NULL;
     ct_store *store = NULL;
     ct_bridge *b = NULL;
+    ct_router *router = NULL;
     ct_error err;
     evctx ev = { 0 };
     unsigned long v;
     int c, verbose = 0, rc = EXIT_FAIL;
 
     memset(&bf, 0, sizeof bf);
+    store_flags_init(&sf);
     while ((c = getopt_long(argc, argv, "o:vhV", lo, NULL)) != -1) {
+        if (store_flags_take(&sf, c, optarg))
+            continue;
         switch (c) {
         case O_BEACON: bf.address = optarg; break;
         case O_PIN: bf.pin_hex = optarg; break;
         case O_CA: bf.ca_file = optarg; break;
         case O_SYSCA: bf.system_ca = 1; break;
         case O_NAME: bf.name = optarg; break;
-        case O_STORE: store_path = optarg; break;
         case O_AUD: bo.audience = optarg; break;
         case O_LIFE:
             if (parse_uint("--token-lifetime", optarg, 86400, &v)) return EXIT_USAGE;
@@ -204,23 +167,38 @@ int main(int argc, char **argv)
     }
     if (beacon_flags_resolve(PROG, &bf) != 0)
         return EXIT_USAGE;
-    if (!store_path)
-        store_path = DEF_STORE;
 
     if (ct_process_harden(&err) != CT_OK)
         fprintf(stderr, PROG ": warning: %s\n", err.message);
     co.log = stderr_logger;
     co.log_user = (void *)PROG;
     co.log_level = verbose ? CT_LOG_INFO : CT_LOG_WARNING;
-    if (ct_ctx_new(&co, &ctx, &err) != CT_OK ||
-        ct_store_new_sqlite(ctx, store_path, &store, &err) != CT_OK) {
+    if (ct_ctx_new(&co, &ctx, &err) != CT_OK) {
         fprintf(stderr, PROG ": %s\n", err.message);
         goto out;
     }
+    if ((c = store_flags_open(PROG, &sf, ctx, &store)) != 0) {
+        rc = c;
+        goto out;
+    }
+    if (sf.is_vault) {
+        /* a first look at the server; not fatal: the scans retry */
+        ct_vault_health h;
+        if (ct_vault_health_check(ctx, &sf.vault, &h, &err) != CT_OK)
+            fprintf(stderr, PROG ": warning: %s: %s\n", sf.desc, err.message);
+        else if (verbose)
+            fprintf(stderr, PROG ": %s: version %s%s\n", sf.desc, h.version,
+                    h.standby ? " (standby; requests are forwarded)" : "");
+    }
     bo.store = store;
     bo.beacon = &bf.opts;
-    bo.handler = handler;
-    bo.handler_arg = ctx;
+    if (ct_router_new(&router, &err) != CT_OK ||
+        ct_router_add(router, "ping", ct_router_ping, NULL, &err) != CT_OK) {
+        fprintf(stderr, PROG ": %s\n", err.message);
+        goto out;
+    }
+    bo.handler = ct_router_handle;
+    bo.handler_arg = router;
     bo.on_event = on_event;
     bo.event_arg = &ev;
     if (ct_bridge_new(ctx, &bo, &b, &err) != CT_OK) {
@@ -236,6 +214,7 @@ int main(int argc, char **argv)
 out:
     install_stop_signals(NULL, NULL);
     ct_bridge_free(b);
+    ct_router_free(router);
     ct_store_free(store);
     ct_ctx_free(ctx);
     ct_thread_cleanup();

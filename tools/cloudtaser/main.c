@@ -1,17 +1,27 @@
 /*
- * main.c - cloudtaser: the operator's command line. This version carries the
- * secret-store side of the self-bootstrap's "Register" step:
+ * main.c - cloudtaser: the operator's command line. The cluster side of the
+ * self-bootstrap's first step (target.c):
  *
- *   cloudtaser source register   --fingerprint UUID [--store PATH] [--expiry DUR]
- *   cloudtaser source deregister --fingerprint UUID [--store PATH]
- *   cloudtaser source status     --fingerprint UUID [--store PATH] [-o json]
- *   cloudtaser source list       [--store PATH] [-o json]
+ *   cloudtaser target fingerprint [--kubeconfig FILE] [--context NAME] [-o json]
+ *
+ * and the secret-store side of its "Register" step:
+ *
+ *   cloudtaser source register   --fingerprint UUID [STORE] [--expiry DUR]
+ *   cloudtaser source deregister --fingerprint UUID [STORE]
+ *   cloudtaser source status     --fingerprint UUID [STORE] [-o json]
+ *   cloudtaser source list       [STORE] [-o json]
+ *
+ * STORE: --store PATH (SQLite, the default), or --vault-address URL and the
+ * other --vault-* flags / VAULT_* variables (HashiCorp Vault or OpenBao);
+ * tools/store/store_cli.c, shared with cloudtaser-bridge.
  *
  * Thin by design: everything about records, keys and certificates lives in
  * libcloudtaser (register.h). Never prints key material; the room hashes
  * are shown as 16-hex-digit prefixes.
  */
 #include "cloudtaser/cloudtaser.h"
+#include "../store/store_cli.h"
+#include "target.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -22,13 +32,12 @@
 #include <time.h>
 
 #define PROG "cloudtaser"
-#define DEF_STORE "./cloudtaser-store.db"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 typedef struct opts {
     const char *fingerprint;
-    const char *store;
+    store_flags store;
     uint32_t expiry_s;
     int json;
 } opts;
@@ -36,19 +45,23 @@ typedef struct opts {
 static void usage_main(FILE *f)
 {
     fprintf(f,
-"Usage: " PROG " source COMMAND [OPTION]...\n"
+"Usage: " PROG " target COMMAND [OPTION]...\n"
+"       " PROG " source COMMAND [OPTION]...\n"
 "       " PROG " --help | --version\n"
 "\n"
-"Secret-store side of the cloudtaser self-bootstrap.\n"
+"The cloudtaser self-bootstrap: the cluster side (target) and the secret-store\n"
+"side (source).\n"
 "\n"
 "Commands:\n"
+"  target fingerprint  print this cluster's fingerprint (the kube-system\n"
+"                      namespace UID) from the Kubernetes API server\n"
 "  source register     register a cluster: make its CA and the bridge's client\n"
 "                      certificate and store them\n"
 "  source deregister   remove every record of a cluster\n"
 "  source status       show one cluster's registration\n"
 "  source list         show every registered cluster\n"
 "\n"
-"Run '" PROG " source COMMAND --help' for a command's options.\n"
+"Run '" PROG " target|source COMMAND --help' for a command's options.\n"
 "\n"
 "Exit status: 0 success, 1 the operation failed, 2 bad command line.\n");
 }
@@ -57,7 +70,7 @@ static void usage_cmd(FILE *f, const char *cmd)
 {
     if (strcmp(cmd, "register") == 0)
         fprintf(f,
-"Usage: " PROG " source register --fingerprint UUID [--store PATH] [--expiry DURATION]\n"
+"Usage: " PROG " source register --fingerprint UUID [STORE] [--expiry DURATION]\n"
 "\n"
 "Registers a cluster: creates, in memory, a per-cluster CA (ECDSA P-256) and\n"
 "the bridge's client certificate, and writes them with the registration to\n"
@@ -66,13 +79,13 @@ static void usage_cmd(FILE *f, const char *cmd)
 "\n");
     else if (strcmp(cmd, "deregister") == 0)
         fprintf(f,
-"Usage: " PROG " source deregister --fingerprint UUID [--store PATH]\n"
+"Usage: " PROG " source deregister --fingerprint UUID [STORE]\n"
 "\n"
 "Deletes every record of a cluster (keys, certificates, registration).\n"
 "\n");
     else if (strcmp(cmd, "status") == 0)
         fprintf(f,
-"Usage: " PROG " source status --fingerprint UUID [--store PATH] [-o json]\n"
+"Usage: " PROG " source status --fingerprint UUID [STORE] [-o json]\n"
 "\n"
 "Shows a cluster's registration: state (registered, initialized, connected:\n"
 "a bridge has a live session with it, expired), registration and expiry\n"
@@ -80,19 +93,19 @@ static void usage_cmd(FILE *f, const char *cmd)
 "\n");
     else
         fprintf(f,
-"Usage: " PROG " source list [--store PATH] [-o json]\n"
+"Usage: " PROG " source list [STORE] [-o json]\n"
 "\n"
 "Shows every registered cluster.\n"
 "\n");
     fprintf(f,
 "Options:\n"
 "  --fingerprint UUID   the cluster fingerprint (kube-system namespace UID)\n"
-"  --store PATH         the SQLite record store (default: $CLOUDTASER_STORE,\n"
-"                       else " DEF_STORE "); created with mode 0600\n"
 "  --expiry DURATION    register: how long the registration waits for the\n"
 "                       cluster's bootstrap, e.g. 24h, 90m, 3600s (default 24h)\n"
 "  -o, --output FORMAT  status, list: text (default) or json\n"
 "  -h, --help           show this text and exit\n"
+"\n"
+STORE_FLAGS_HELP
 "\n"
 "Exit status: 0 success, 1 the operation failed, 2 bad command line.\n");
 }
@@ -203,9 +216,9 @@ static int cmd_register(ct_ctx *ctx, ct_store *st, const opts *o)
     prefix16(ct_registration_operational_room(r), orm);
     fmt_time(ct_registration_expires_at(r), ea, sizeof ea);
     printf("Registered cluster %s\n", ct_registration_fingerprint(r));
-    printf("  Store:            %s\n", o->store);
-    printf("  Records:          clusters/%s/{ca,bridge,registered}\n",
-           ct_registration_fingerprint(r));
+    printf("  Store:            %s\n", o->store.desc);
+    printf("  Records:          %sclusters/%s/{ca,bridge,registered}\n",
+           o->store.records_prefix, ct_registration_fingerprint(r));
     printf("  CA:               ECDSA P-256, created in memory; bridge client certificate issued\n");
     printf("  Init room:        %s...\n", ir);
     printf("  Operational room: %s...\n", orm);
@@ -293,19 +306,21 @@ int main(int argc, char **argv)
 {
     static const struct option k_options[] = {
         {"fingerprint", required_argument, NULL, 'f'},
-        {"store", required_argument, NULL, 's'},
+        STORE_LONG_OPTIONS,
         {"expiry", required_argument, NULL, 'e'},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    opts o = {0};
+    opts o;
     const char *cmd;
     ct_ctx *ctx = NULL;
     ct_store *st = NULL;
     ct_error err;
     int opt, rc;
 
+    memset(&o, 0, sizeof o);
+    store_flags_init(&o.store);
     if (argc < 2)
         return usage_main(stderr), EXIT_USAGE;
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
@@ -314,6 +329,8 @@ int main(int argc, char **argv)
         printf(PROG " %s (libcloudtaser %s)\n", CT_VERSION_STRING, ct_version());
         return EXIT_OK;
     }
+    if (strcmp(argv[1], "target") == 0)
+        return target_main(argc, argv);
     if (strcmp(argv[1], "source") != 0)
         return bad_usage("unknown command '%s'", argv[1]);
     if (argc < 3)
@@ -328,15 +345,14 @@ int main(int argc, char **argv)
     optind = 3;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":ho:", k_options, NULL)) != -1) {
+        if (store_flags_take(&o.store, opt, optarg))
+            continue;
         switch (opt) {
         case 'h':
             usage_cmd(stdout, cmd);
             return EXIT_OK;
         case 'f':
             o.fingerprint = optarg;
-            break;
-        case 's':
-            o.store = optarg;
             break;
         case 'e':
             if (parse_duration(optarg, &o.expiry_s) != 0)
@@ -367,11 +383,6 @@ int main(int argc, char **argv)
         return bad_usage("source %s: --expiry applies to register only", cmd);
     if ((strcmp(cmd, "register") == 0 || strcmp(cmd, "deregister") == 0) && o.json)
         return bad_usage("source %s: -o applies to status and list only", cmd);
-    if (!o.store) {
-        const char *env = getenv("CLOUDTASER_STORE");
-        o.store = env && *env ? env : DEF_STORE;
-    }
-
     if (o.fingerprint) {
         char fp[CT_FINGERPRINT_LEN + 1];
         if (ct_fingerprint_canonical(o.fingerprint, fp, &err) != CT_OK)
@@ -379,10 +390,9 @@ int main(int argc, char **argv)
     }
     if (ct_ctx_new(NULL, &ctx, &err) != CT_OK)
         return fail("init", &err);
-    if (ct_store_new_sqlite(ctx, o.store, &st, &err) != CT_OK) {
-        fprintf(stderr, PROG ": store %s: %s\n", o.store, err.message);
+    if ((rc = store_flags_open(PROG, &o.store, ctx, &st)) != 0) {
         ct_ctx_free(ctx);
-        return EXIT_FAIL;
+        return rc;
     }
     if (strcmp(cmd, "register") == 0)
         rc = cmd_register(ctx, st, &o);

@@ -1,7 +1,9 @@
 /*
  * main.c - cloudtaser-operator: runs the library's operator (ct_operator_*)
  * in the cluster. Thin: flags, signals, the event display, and an optional
- * request sent once the operational session is up.
+ * request sent once the operational session is up. Without --fingerprint it
+ * reads the fingerprint (and, without --jwks-file, the issuer keys) from the
+ * Kubernetes API server (k8s.h).
  */
 #include "../agent/agent_cli.h"
 
@@ -16,7 +18,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: " PROG " --beacon HOST[:PORT] (--beacon-pin HEX | --beacon-ca FILE |\n"
-"                            --beacon-system-ca) --fingerprint UUID [OPTION]...\n"
+"                            --beacon-system-ca) [--fingerprint UUID] [OPTION]...\n"
 "\n"
 "The cluster-side end of cloudtaser. Bootstraps itself through the beacon with\n"
 "nothing but the beacon address and the cluster fingerprint (the kube-system\n"
@@ -25,13 +27,26 @@ static void usage(FILE *f)
 "\n"
 "Options:\n"
 BEACON_FLAGS_HELP
-"  --fingerprint UUID       the cluster fingerprint (kube-system namespace UID)\n"
+"  --fingerprint UUID       the cluster fingerprint (kube-system namespace UID);\n"
+"                           default: read from the Kubernetes API server (in a\n"
+"                           pod: its service account; needs RBAC get on the\n"
+"                           namespace kube-system)\n"
+"  --kubeconfig FILE        reach the API server through this kubeconfig\n"
+"                           (default: in-cluster, else $KUBECONFIG, else\n"
+"                           ~/.kube/config)\n"
+"  --context NAME           the kubeconfig context to use\n"
 "  --token-file FILE        the operator's service-account token (projected,\n"
 "                           audience " CT_BOOTSTRAP_DEFAULT_AUDIENCE "); re-read at every\n"
 "                           bootstrap. Needed to re-bootstrap after a restart.\n"
 "  --jwks-file FILE         the cluster's service-account issuer keys\n"
 "                           (/openid/v1/jwks), pinned by the bridge at the first\n"
-"                           bootstrap\n"
+"                           bootstrap with --token-file. Without it, when the\n"
+"                           fingerprint comes from the API server and a token\n"
+"                           file is given, the keys are read from its\n"
+"                           /openid/v1/jwks (a failure there is a warning)\n"
+"  --jwks-from-api          read the issuer keys from the API server even with\n"
+"                           --fingerprint (needs --token-file; a failure is\n"
+"                           fatal)\n"
 "  --operational-room HEX   optional: the cluster's operational room hash (64 hex\n"
 "                           digits, printed by 'cloudtaser source register'); the\n"
 "                           first bootstrap then verifies it talks to that\n"
@@ -101,7 +116,7 @@ static void *request_thread(void *arg)
 int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_FP, O_TOKEN, O_JWKS, O_REQ, O_EXIT, O_ROOM,
-           O_TIMEOUT };
+           O_TIMEOUT, O_KUBECONFIG, O_CONTEXT, O_JWKS_API };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -111,6 +126,9 @@ int main(int argc, char **argv)
         { "fingerprint", required_argument, 0, O_FP },
         { "token-file", required_argument, 0, O_TOKEN },
         { "jwks-file", required_argument, 0, O_JWKS },
+        { "jwks-from-api", no_argument, 0, O_JWKS_API },
+        { "kubeconfig", required_argument, 0, O_KUBECONFIG },
+        { "context", required_argument, 0, O_CONTEXT },
         { "request", required_argument, 0, O_REQ },
         { "operational-room", required_argument, 0, O_ROOM },
         { "exit-after-request", no_argument, 0, O_EXIT },
@@ -125,7 +143,9 @@ int main(int argc, char **argv)
     ct_operator_options oo = CT_OPERATOR_OPTIONS_INIT;
     ct_ctx_options co = CT_CTX_OPTIONS_INIT;
     const char *fp = NULL, *jwks_file = NULL;
-    char *jwks = NULL, why[256];
+    char *jwks = NULL, why[256], api_fp[CT_FINGERPRINT_LEN + 1];
+    ct_k8s_options ko = CT_K8S_OPTIONS_INIT;
+    int jwks_from_api = 0, jwks_is_api = 0;
     size_t jwks_len = 0;
     uint8_t room[32];
     ct_ctx *ctx = NULL;
@@ -145,6 +165,9 @@ int main(int argc, char **argv)
         case O_FP: fp = optarg; break;
         case O_TOKEN: oo.token_file = optarg; break;
         case O_JWKS: jwks_file = optarg; break;
+        case O_JWKS_API: jwks_from_api = 1; break;
+        case O_KUBECONFIG: ko.kubeconfig = optarg; break;
+        case O_CONTEXT: ko.context = optarg; break;
         case O_REQ: a.request = optarg; break;
         case O_ROOM:
             if (ct_unhex(optarg, room, sizeof room, &err) != CT_OK) {
@@ -183,11 +206,16 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
         return EXIT_USAGE;
     }
-    if (!fp) {
-        fprintf(stderr, PROG ": --fingerprint UUID is required (the kube-system namespace UID)\n");
+    if (jwks_file && jwks_from_api) {
+        fprintf(stderr, PROG ": --jwks-file and --jwks-from-api exclude each other\n");
         return EXIT_USAGE;
     }
-    {
+    if (jwks_from_api && !oo.token_file) {
+        fprintf(stderr, PROG ": --jwks-from-api needs --token-file (the keys are sent with the "
+                        "token)\n");
+        return EXIT_USAGE;
+    }
+    if (fp) {
         char canon[CT_FINGERPRINT_LEN + 1];
         if (ct_fingerprint_canonical(fp, canon, &err) != CT_OK) {
             fprintf(stderr, PROG ": --fingerprint: %s\n", err.message);
@@ -214,6 +242,38 @@ int main(int argc, char **argv)
     if (ct_ctx_new(&co, &ctx, &err) != CT_OK) {
         fprintf(stderr, PROG ": %s\n", err.message);
         goto out;
+    }
+    if (!fp || jwks_from_api) {
+        /* the Kubernetes API server: the fingerprint, and the issuer keys */
+        ct_k8s_client *kc = NULL;
+        int fatal = 1;
+        if (ct_k8s_client_new(ctx, &ko, &kc, &err) != CT_OK ||
+            (!fp && ct_fingerprint(ctx, kc, api_fp, &err) != CT_OK)) {
+            fprintf(stderr, PROG ": cannot read the cluster fingerprint from the Kubernetes API "
+                            "(or pass --fingerprint): %s\n", err.message);
+            ct_k8s_client_free(kc);
+            goto out;
+        }
+        if (!fp) {
+            fp = api_fp;
+            fatal = jwks_from_api;
+            fprintf(stderr, PROG ": fingerprint %.8s... read from %s\n", fp,
+                    ct_k8s_client_server(kc));
+        }
+        /* the keys travel with the token only: without one they are not needed */
+        if (jwks_file || !oo.token_file) {
+            /* nothing to read */
+        } else if (ct_k8s_get_jwks(kc, &jwks, &jwks_len, &err) == CT_OK) {
+            jwks_is_api = 1;
+        } else {
+            fprintf(stderr, PROG ": %s: cannot read the issuer keys from the Kubernetes API: %s\n",
+                    fatal ? "error" : "warning", err.message);
+            if (fatal) {
+                ct_k8s_client_free(kc);
+                goto out;
+            }
+        }
+        ct_k8s_client_free(kc);
     }
     oo.fingerprint = fp;
     oo.beacon = &bf.opts;
@@ -248,7 +308,10 @@ out:
     install_stop_signals(NULL, NULL);
     ct_operator_free(a.op);
     ct_ctx_free(ctx);
-    free(jwks);
+    if (jwks_is_api)
+        ct_free(jwks);
+    else
+        free(jwks);
     ct_thread_cleanup();
     return rc;
 }

@@ -1,0 +1,739 @@
+/*
+ * http.c - the library's HTTPS client over libcurl (see http_internal.h for
+ * the policy: https only, verification on, no redirects, timeouts, size
+ * limits, wiped header lines and bodies).
+ *
+ * libcurl instead of a hand-written client: it is a well-kept HTTP/1.1 and
+ * HTTP/2 implementation with TLS, proxies (from the environment, as Vault's
+ * and kubectl's clients honour them), timeouts and connection reuse.
+ */
+#include "http_internal.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define POOL_MAX 4
+
+struct ctp_http {
+    const ct_ctx *ctx;
+    char *ca_file, *ca_path, *cert_file, *key_file, *user_agent;
+    uint8_t *ca_pem, *cert_pem;
+    size_t ca_pem_len, cert_pem_len;
+    ct_secret *key_pem;
+    int insecure, allow_http, timeout_ms, connect_timeout_ms;
+    size_t max_response;
+    pthread_mutex_t mu;
+    int mu_init;
+    CURL *pool[POOL_MAX];
+    int npool;
+};
+
+/* ---- small helpers ---- */
+
+/* "host:port" (or "host") of an absolute URL, for messages. */
+static void url_host(const char *url, char *out, size_t n)
+{
+    const char *p = strstr(url ? url : "", "://"), *e, *at;
+    size_t len;
+    if (!p) {
+        snprintf(out, n, "(invalid URL)");
+        return;
+    }
+    p += 3;
+    e = p + strcspn(p, "/?#");
+    /* drop user info: it is never shown */
+    at = memchr(p, '@', (size_t)(e - p));
+    if (at)
+        p = at + 1;
+    len = (size_t)(e - p);
+    if (len >= n)
+        len = n - 1;
+    memcpy(out, p, len);
+    out[len] = '\0';
+}
+
+static int method_ok(const char *m)
+{
+    size_t i;
+    if (!m || !*m)
+        return 0;
+    for (i = 0; m[i]; i++)
+        if (m[i] < 'A' || m[i] > 'Z' || i >= 16)
+            return 0;
+    return 1;
+}
+
+static int token_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static int header_name_ok(const char *n)
+{
+    if (!n || !*n)
+        return 0;
+    for (; *n; n++)
+        if (!token_char(*n))
+            return 0;
+    return 1;
+}
+
+static int header_value_ok(const char *v, size_t len)
+{
+    size_t i;
+    if (!v && len)
+        return 0;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c == '\r' || c == '\n' || c == 0)
+            return 0;
+    }
+    return 1;
+}
+
+static int is_method(const char *m, const char *want)
+{
+    return strcmp(m, want) == 0;
+}
+
+int ctp_http_path_escape(const char *in, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (; *in; in++) {
+        unsigned char c = (unsigned char)*in;
+        int keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '-' || c == '.' || c == '_' || c == '~' || c == '/';
+        if (keep) {
+            if (o + 1 >= cap)
+                return -1;
+            out[o++] = (char)c;
+        } else {
+            if (o + 3 >= cap)
+                return -1;
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    if (o >= cap)
+        return -1;
+    out[o] = '\0';
+    return 0;
+}
+
+/* ---- the client ---- */
+
+static char *dup_opt(const char *s, int *fail)
+{
+    char *d;
+    if (!s)
+        return NULL;
+    d = ctp_strdup(s);
+    if (!d)
+        *fail = 1;
+    return d;
+}
+
+ct_err ctp_http_new(const ct_ctx *ctx, const ctp_http_config *cfg, ctp_http **out,
+                    ct_error *err)
+{
+    ctp_http *h;
+    ct_err rc;
+    int fail = 0;
+
+    if (!out || !cfg)
+        return ctp_err(err, CT_E_INVALID, 0, "ctp_http_new: NULL argument");
+    *out = NULL;
+    if ((rc = ct_global_init()) != CT_OK)
+        return ctp_err(err, rc, 0, "library initialisation failed");
+    if ((cfg->cert_file || cfg->cert_pem) != (cfg->key_file || cfg->key_pem))
+        return ctp_err(err, CT_E_INVALID, 0,
+                       "a client certificate needs its private key, and a key its certificate");
+    if ((cfg->cert_file && cfg->cert_pem) || (cfg->key_file && cfg->key_pem))
+        return ctp_err(err, CT_E_INVALID, 0,
+                       "give the client certificate and key as files or in memory, not both");
+    if (cfg->ca_file && cfg->ca_pem)
+        return ctp_err(err, CT_E_INVALID, 0, "give a CA file or CA PEM data, not both");
+    if ((cfg->ca_pem && !cfg->ca_pem_len) || (cfg->cert_pem && !cfg->cert_pem_len) ||
+        (cfg->key_pem && !cfg->key_pem_len))
+        return ctp_err(err, CT_E_INVALID, 0, "empty PEM data");
+    h = ctp_calloc(1, sizeof *h);
+    if (!h)
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    h->ctx = ctx ? ctx : ctp_default_ctx();
+    h->ca_file = dup_opt(cfg->ca_file, &fail);
+    h->ca_path = dup_opt(cfg->ca_path, &fail);
+    h->cert_file = dup_opt(cfg->cert_file, &fail);
+    h->key_file = dup_opt(cfg->key_file, &fail);
+    h->user_agent = dup_opt(cfg->user_agent ? cfg->user_agent : "libcloudtaser/" CT_VERSION_STRING,
+                            &fail);
+    if (cfg->ca_pem) {
+        if (!(h->ca_pem = ctp_memdup(cfg->ca_pem, cfg->ca_pem_len)))
+            fail = 1;
+        h->ca_pem_len = cfg->ca_pem_len;
+    }
+    if (cfg->cert_pem) {
+        if (!(h->cert_pem = ctp_memdup(cfg->cert_pem, cfg->cert_pem_len)))
+            fail = 1;
+        h->cert_pem_len = cfg->cert_pem_len;
+    }
+    if (fail) {
+        ctp_http_free(h);
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    }
+    if (cfg->key_pem &&
+        (rc = ct_secret_from(cfg->key_pem, cfg->key_pem_len, &h->key_pem, err)) != CT_OK) {
+        ctp_http_free(h);
+        return rc;
+    }
+    h->insecure = cfg->insecure != 0;
+    h->allow_http = cfg->allow_http != 0;
+    h->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : ctp_timeout(h->ctx, -1);
+    h->connect_timeout_ms =
+        cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : CTP_HTTP_DEFAULT_CONNECT_MS;
+    h->max_response = cfg->max_response ? cfg->max_response : CTP_HTTP_DEFAULT_MAX_RESPONSE;
+    if (pthread_mutex_init(&h->mu, NULL) != 0) {
+        ctp_http_free(h);
+        return ctp_err(err, CT_E_NOMEM, 0, "cannot create a mutex");
+    }
+    h->mu_init = 1;
+    *out = h;
+    return CT_OK;
+}
+
+void ctp_http_free(ctp_http *h)
+{
+    int i;
+    if (!h)
+        return;
+    for (i = 0; i < h->npool; i++)
+        curl_easy_cleanup(h->pool[i]);
+    if (h->mu_init)
+        pthread_mutex_destroy(&h->mu);
+    free(h->ca_file);
+    free(h->ca_path);
+    free(h->cert_file);
+    free(h->key_file);
+    free(h->user_agent);
+    free(h->ca_pem);
+    free(h->cert_pem);
+    ct_secret_free(h->key_pem);
+    free(h);
+}
+
+static CURL *take_handle(ctp_http *h)
+{
+    CURL *c = NULL;
+    pthread_mutex_lock(&h->mu);
+    if (h->npool > 0)
+        c = h->pool[--h->npool];
+    pthread_mutex_unlock(&h->mu);
+    if (!c)
+        c = curl_easy_init();
+    return c;
+}
+
+static void give_handle(ctp_http *h, CURL *c)
+{
+    pthread_mutex_lock(&h->mu);
+    if (h->npool < POOL_MAX) {
+        h->pool[h->npool++] = c;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (c)
+        curl_easy_cleanup(c);
+}
+
+/* ---- response callbacks ---- */
+
+void ctp_http_response_clear(ctp_http_response *r)
+{
+    if (!r)
+        return;
+    if (r->body) {
+        ct_secure_wipe(r->body, r->body_cap_);
+        free(r->body);
+    }
+    memset(r, 0, sizeof *r);
+    r->retry_after_ms = -1;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    ctp_http_response *r = arg;
+    size_t n = size * nmemb, need;
+    if (n == 0)
+        return 0;
+    if (r->body_len > r->limit_ || n > r->limit_ - r->body_len) {
+        r->too_big_ = 1;
+        return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+    }
+    need = r->body_len + n + 1;
+    if (need > r->body_cap_) {
+        /* grow by hand: realloc could leave an unwiped copy behind */
+        size_t cap = r->body_cap_ ? r->body_cap_ * 2 : 4096;
+        uint8_t *nb;
+        if (cap < need)
+            cap = need;
+        if (cap > r->limit_ + 1)
+            cap = r->limit_ + 1;
+        nb = malloc(cap);
+        if (!nb)
+            return 0;
+        if (r->body) {
+            memcpy(nb, r->body, r->body_len);
+            ct_secure_wipe(r->body, r->body_cap_);
+            free(r->body);
+        }
+        r->body = nb;
+        r->body_cap_ = cap;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body[r->body_len] = 0;
+    return n;
+}
+
+/* Case-insensitive "Name:" match at the start of a header line. */
+static const char *header_value(const char *line, size_t len, const char *name, size_t *vlen)
+{
+    size_t nl = strlen(name);
+    const char *v, *e;
+    if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return NULL;
+    v = line + nl + 1;
+    e = line + len;
+    while (v < e && (*v == ' ' || *v == '\t'))
+        v++;
+    while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *vlen = (size_t)(e - v);
+    return v;
+}
+
+static void copy_hdr(char *dst, size_t cap, const char *v, size_t n)
+{
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, v, n);
+    dst[n] = '\0';
+}
+
+static int64_t parse_retry_after(const char *v, size_t n)
+{
+    char buf[64];
+    size_t i;
+    int64_t secs = 0;
+    if (n == 0 || n >= sizeof buf)
+        return -1;
+    for (i = 0; i < n && v[i] >= '0' && v[i] <= '9'; i++) {
+        secs = secs * 10 + (v[i] - '0');
+        if (secs > 86400)
+            secs = 86400;
+    }
+    if (i == n)
+        return secs * 1000;
+    /* an HTTP date */
+    memcpy(buf, v, n);
+    buf[n] = '\0';
+    {
+        time_t when = curl_getdate(buf, NULL), now = time(NULL);
+        if (when < 0)
+            return -1;
+        if (when <= now)
+            return 0;
+        if (when - now > 86400)
+            return 86400 * 1000LL;
+        return (int64_t)(when - now) * 1000;
+    }
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    ctp_http_response *r = arg;
+    size_t n = size * nmemb, vl;
+    const char *v;
+    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        /* a new response (after 1xx): forget the previous one's headers */
+        r->content_type[0] = '\0';
+        r->location[0] = '\0';
+        r->retry_after_ms = -1;
+        return n;
+    }
+    if ((v = header_value(data, n, "Content-Type", &vl)))
+        copy_hdr(r->content_type, sizeof r->content_type, v, vl);
+    else if ((v = header_value(data, n, "Location", &vl)))
+        copy_hdr(r->location, sizeof r->location, v, vl);
+    else if ((v = header_value(data, n, "Retry-After", &vl)))
+        r->retry_after_ms = parse_retry_after(v, vl);
+    return n;
+}
+
+/* ---- request headers, in memory we wipe ---- */
+
+typedef struct hdrlist {
+    struct curl_slist *nodes;
+    size_t n;
+    char *text;
+    size_t text_len;
+} hdrlist;
+
+static void hdrlist_free(hdrlist *l)
+{
+    if (l->text) {
+        ct_secure_wipe(l->text, l->text_len);
+        free(l->text);
+    }
+    free(l->nodes);
+    memset(l, 0, sizeof *l);
+}
+
+/*
+ * One contiguous block of "Name: value\0" lines chained as a curl_slist that
+ * this module owns (curl_slist_append would copy into memory we cannot wipe).
+ */
+static ct_err hdrlist_build(const ctp_http_request *req, hdrlist *l, ct_error *err)
+{
+    size_t i, total = 0, off = 0, extra = 0, n;
+    int have_ct = 0;
+    memset(l, 0, sizeof *l);
+    for (i = 0; i < req->nheaders; i++) {
+        const ctp_http_header *hd = &req->headers[i];
+        if (!header_name_ok(hd->name) || !header_value_ok(hd->value, hd->value_len))
+            return ctp_err(err, CT_E_INVALID, 0,
+                           "invalid HTTP header (name must be a token; value without CR, LF "
+                           "or NUL)");
+        if (strcasecmp(hd->name, "Content-Type") == 0)
+            have_ct = 1;
+        total += strlen(hd->name) + 2 + hd->value_len + 1;
+    }
+    /* "Expect:" stops 100-continue waits; "Content-Type:" removes curl's
+     * form default when the caller sets none */
+    extra = have_ct ? 1 : 2;
+    total += sizeof "Expect:" + sizeof "Content-Type:";
+    n = req->nheaders + extra;
+    l->nodes = ctp_calloc(n, sizeof *l->nodes);
+    l->text = malloc(total);
+    if (!l->nodes || !l->text) {
+        hdrlist_free(l);
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    }
+    l->text_len = total;
+    for (i = 0; i < req->nheaders; i++) {
+        const ctp_http_header *hd = &req->headers[i];
+        size_t nl = strlen(hd->name);
+        l->nodes[l->n].data = l->text + off;
+        memcpy(l->text + off, hd->name, nl);
+        off += nl;
+        l->text[off++] = ':';
+        l->text[off++] = ' ';
+        if (hd->value_len)
+            memcpy(l->text + off, hd->value, hd->value_len);
+        off += hd->value_len;
+        l->text[off++] = '\0';
+        l->n++;
+    }
+    l->nodes[l->n].data = l->text + off;
+    memcpy(l->text + off, "Expect:", sizeof "Expect:");
+    off += sizeof "Expect:";
+    l->n++;
+    if (!have_ct) {
+        l->nodes[l->n].data = l->text + off;
+        memcpy(l->text + off, "Content-Type:", sizeof "Content-Type:");
+        off += sizeof "Content-Type:";
+        l->n++;
+    }
+    for (i = 0; i + 1 < l->n; i++)
+        l->nodes[i].next = &l->nodes[i + 1];
+    l->nodes[l->n - 1].next = NULL;
+    return CT_OK;
+}
+
+/* ---- errors ---- */
+
+static ct_err map_curl(CURL *c, CURLcode cc, const ctp_http_response *r, const char *host,
+                       const char *errbuf, int timeout_ms, ct_error *err)
+{
+    long oserr = 0;
+    const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(cc);
+    curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &oserr);
+    switch (cc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return ctp_err(err, CT_E_RESOLVE, (int32_t)cc,
+                       "cannot resolve %s%s: check the address", host,
+                       cc == CURLE_COULDNT_RESOLVE_PROXY ? " (proxy)" : "");
+    case CURLE_COULDNT_CONNECT:
+        if (oserr == ECONNREFUSED)
+            return ctp_err(err, CT_E_REFUSED, (int32_t)oserr,
+                           "connection to %s refused: is the server running, and the address "
+                           "and port right?",
+                           host);
+        if (oserr == ETIMEDOUT)
+            return ctp_err(err, CT_E_TIMEOUT, (int32_t)oserr, "cannot connect to %s: timed out",
+                           host);
+        return ctp_err(err, oserr ? ctp_errno_to_err((int)oserr) == CT_E_AGAIN
+                                        ? CT_E_IO
+                                        : ctp_errno_to_err((int)oserr)
+                                  : CT_E_IO,
+                       (int32_t)(oserr ? oserr : cc), "cannot connect to %s: %s", host, detail);
+    case CURLE_OPERATION_TIMEDOUT:
+        return ctp_err(err, CT_E_TIMEOUT, (int32_t)cc, "%s did not answer within %d ms (%s)",
+                       host, timeout_ms, r->sent ? "request sent" : "while connecting");
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return ctp_err(err, CT_E_CERT, (int32_t)cc,
+                       "the certificate of %s is not trusted: %s (set the CA that issued it, "
+                       "e.g. VAULT_CACERT or --vault-cacert)",
+                       host, detail);
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+        return ctp_err(err, CT_E_INVALID, (int32_t)cc,
+                       "cannot load the CA certificates for %s: %s (check the CA file or "
+                       "directory)",
+                       host, detail);
+    case CURLE_SSL_CERTPROBLEM:
+        return ctp_err(err, CT_E_INVALID, (int32_t)cc,
+                       "cannot use the client certificate or key: %s (check the files: PEM, "
+                       "matching pair)",
+                       detail);
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_USE_SSL_FAILED:
+        return ctp_err(err, CT_E_TLS, (int32_t)cc,
+                       "TLS with %s failed: %s (does the server want a client certificate? "
+                       "is it an https port?)",
+                       host, detail);
+    case CURLE_GOT_NOTHING:
+        return ctp_err(err, CT_E_RESET, (int32_t)cc,
+                       "%s closed the connection without answering", host);
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        if (oserr == ECONNRESET || oserr == EPIPE || oserr == 0)
+            return ctp_err(err, CT_E_RESET, (int32_t)(oserr ? oserr : cc),
+                           "connection to %s reset or closed by the server (a server that "
+                           "requires a client certificate does this too): %s",
+                           host, detail);
+        return ctp_err(err, CT_E_IO, (int32_t)oserr, "connection to %s failed: %s", host,
+                       detail);
+    case CURLE_WRITE_ERROR:
+    case CURLE_FILESIZE_EXCEEDED:
+        if (r->too_big_ || cc == CURLE_FILESIZE_EXCEEDED)
+            return ctp_err(err, CT_E_TOOBIG, (int32_t)cc,
+                           "the answer from %s is larger than %zu bytes", host, r->limit_);
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory reading the answer from %s",
+                       host);
+    case CURLE_PARTIAL_FILE:
+        return ctp_err(err, CT_E_IO, (int32_t)cc, "the answer from %s was cut short", host);
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return ctp_err(err, CT_E_INVALID, (int32_t)cc,
+                       "unsupported URL scheme for %s: only https:// is allowed", host);
+    case CURLE_URL_MALFORMAT:
+        return ctp_err(err, CT_E_INVALID, (int32_t)cc, "malformed URL: %s", detail);
+    case CURLE_OUT_OF_MEMORY:
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory (libcurl)");
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_BAD_CONTENT_ENCODING:
+        return ctp_err(err, CT_E_PROTO, (int32_t)cc, "bad HTTP answer from %s: %s", host,
+                       detail);
+    default:
+        return ctp_err(err, CT_E_IO, (int32_t)cc, "request to %s failed: %s", host, detail);
+    }
+}
+
+/* ---- one request ---- */
+
+#define SETOPT(opt, val)                                                                   \
+    do {                                                                                   \
+        if (cc == CURLE_OK)                                                                \
+            cc = curl_easy_setopt(c, opt, val);                                            \
+    } while (0)
+
+static CURLcode set_tls(ctp_http *h, CURL *c, struct curl_blob *ca, struct curl_blob *cert,
+                        struct curl_blob *key)
+{
+    CURLcode cc = CURLE_OK;
+    SETOPT(CURLOPT_SSL_VERIFYPEER, h->insecure ? 0L : 1L);
+    SETOPT(CURLOPT_SSL_VERIFYHOST, h->insecure ? 0L : 2L);
+    SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    if (h->ca_pem) {
+        ca->data = h->ca_pem;
+        ca->len = h->ca_pem_len;
+        ca->flags = CURL_BLOB_NOCOPY;
+        SETOPT(CURLOPT_CAINFO, (char *)NULL);
+        SETOPT(CURLOPT_CAINFO_BLOB, ca);
+    } else if (h->ca_file) {
+        SETOPT(CURLOPT_CAINFO, h->ca_file);
+    } else if (h->ca_path) {
+        SETOPT(CURLOPT_CAINFO, (char *)NULL); /* only the directory, as Vault does */
+    }
+    if (h->ca_path)
+        SETOPT(CURLOPT_CAPATH, h->ca_path);
+    if (h->cert_file) {
+        SETOPT(CURLOPT_SSLCERT, h->cert_file);
+        SETOPT(CURLOPT_SSLCERTTYPE, "PEM");
+        SETOPT(CURLOPT_SSLKEY, h->key_file);
+        SETOPT(CURLOPT_SSLKEYTYPE, "PEM");
+    } else if (h->cert_pem) {
+        cert->data = h->cert_pem;
+        cert->len = h->cert_pem_len;
+        cert->flags = CURL_BLOB_NOCOPY;
+        key->data = ct_secret_data(h->key_pem);
+        key->len = ct_secret_len(h->key_pem);
+        key->flags = CURL_BLOB_NOCOPY;
+        SETOPT(CURLOPT_SSLCERT_BLOB, cert);
+        SETOPT(CURLOPT_SSLCERTTYPE, "PEM");
+        SETOPT(CURLOPT_SSLKEY_BLOB, key);
+        SETOPT(CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    return cc;
+}
+
+ct_err ctp_http_do(ctp_http *h, const ctp_http_request *req, ctp_http_response *resp,
+                   ct_error *err)
+{
+    char host[256], errbuf[CURL_ERROR_SIZE];
+    struct curl_blob ca, cert, key;
+    hdrlist hl;
+    CURL *c;
+    CURLcode cc = CURLE_OK;
+    ct_err rc;
+    int timeout, ctimeout, with_body, idempotent;
+    curl_off_t pre = 0;
+    const char *m;
+
+    if (resp) {
+        memset(resp, 0, sizeof *resp);
+        resp->retry_after_ms = -1;
+    }
+    if (!h || !req || !resp || !req->url)
+        return ctp_err(err, CT_E_INVALID, 0, "ctp_http_do: NULL argument");
+    m = req->method ? req->method : "GET";
+    url_host(req->url, host, sizeof host);
+    if (!method_ok(m))
+        return ctp_err(err, CT_E_INVALID, 0, "invalid HTTP method");
+    if (!req->body && req->body_len)
+        return ctp_err(err, CT_E_INVALID, 0, "ctp_http_do: body length without a body");
+    if (strncasecmp(req->url, "https://", 8) != 0 &&
+        !(h->allow_http && strncasecmp(req->url, "http://", 7) == 0))
+        return ctp_err(err, CT_E_INVALID, 0,
+                       "only https:// addresses are allowed (got %.*s...)",
+                       (int)strcspn(req->url, ":/"), req->url);
+    if ((rc = hdrlist_build(req, &hl, err)) != CT_OK)
+        return rc;
+    if (!(c = take_handle(h))) {
+        hdrlist_free(&hl);
+        return ctp_err(err, CT_E_INTERNAL, 0, "libcurl could not make a handle");
+    }
+    curl_easy_reset(c); /* keeps live connections, drops every option */
+    errbuf[0] = '\0';
+    resp->limit_ = req->max_response ? req->max_response : h->max_response;
+    timeout = req->timeout_ms > 0 ? req->timeout_ms : h->timeout_ms;
+    ctimeout = h->connect_timeout_ms < timeout ? h->connect_timeout_ms : timeout;
+    with_body = req->body != NULL || is_method(m, "POST") || is_method(m, "PUT") ||
+                is_method(m, "PATCH");
+    idempotent = !(is_method(m, "POST") || is_method(m, "PUT") || is_method(m, "PATCH"));
+
+    SETOPT(CURLOPT_URL, req->url);
+    SETOPT(CURLOPT_PROTOCOLS_STR, h->allow_http ? "http,https" : "https");
+    SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "https");
+    SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(CURLOPT_MAXREDIRS, 0L);
+    SETOPT(CURLOPT_NOSIGNAL, 1L);
+    SETOPT(CURLOPT_NOPROGRESS, 1L);
+    SETOPT(CURLOPT_VERBOSE, 0L);
+    SETOPT(CURLOPT_ERRORBUFFER, errbuf);
+    SETOPT(CURLOPT_TIMEOUT_MS, (long)timeout);
+    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)ctimeout);
+    SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(CURLOPT_USERAGENT, h->user_agent);
+    SETOPT(CURLOPT_HTTPHEADER, hl.nodes);
+    SETOPT(CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(CURLOPT_WRITEDATA, resp);
+    SETOPT(CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(CURLOPT_HEADERDATA, resp);
+    SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)resp->limit_);
+    /* a write whose connection died must never be re-sent silently */
+    SETOPT(CURLOPT_FRESH_CONNECT, idempotent ? 0L : 1L);
+    if (is_method(m, "HEAD")) {
+        SETOPT(CURLOPT_NOBODY, 1L);
+    } else if (is_method(m, "GET") && !with_body) {
+        SETOPT(CURLOPT_HTTPGET, 1L);
+    } else {
+        if (with_body) {
+            SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+            SETOPT(CURLOPT_POSTFIELDS, req->body ? (const char *)req->body : "");
+        }
+        if (!is_method(m, "POST"))
+            SETOPT(CURLOPT_CUSTOMREQUEST, m);
+    }
+    if (cc == CURLE_OK)
+        cc = set_tls(h, c, &ca, &cert, &key);
+    if (cc != CURLE_OK) {
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+        hdrlist_free(&hl);
+        curl_easy_cleanup(c);
+        return ctp_err(err, cc == CURLE_OUT_OF_MEMORY ? CT_E_NOMEM : CT_E_INTERNAL,
+                       (int32_t)cc, "libcurl refused an option: %s", curl_easy_strerror(cc));
+    }
+
+    cc = curl_easy_perform(c);
+
+    /* forget our buffers before wiping them */
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    hdrlist_free(&hl);
+    curl_easy_getinfo(c, CURLINFO_PRETRANSFER_TIME_T, &pre);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+    resp->sent = pre > 0 || resp->status > 0;
+
+    if (cc != CURLE_OK) {
+        rc = map_curl(c, cc, resp, host, errbuf, timeout, err);
+        give_handle(h, c);
+        if (resp->body) {
+            ct_secure_wipe(resp->body, resp->body_cap_);
+            free(resp->body);
+            resp->body = NULL;
+            resp->body_len = resp->body_cap_ = 0;
+        }
+        return rc;
+    }
+    if (resp->status >= 300 && resp->status < 400) {
+        char *to = NULL, lhost[256] = "the same host";
+        curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &to);
+        if (to)
+            url_host(to, lhost, sizeof lhost);
+        give_handle(h, c);
+        return ctp_err(err, CT_E_PROTO, (int32_t)resp->status,
+                       "%s redirected (HTTP %ld) to %s: redirects are never followed (the "
+                       "token would go with them); use the final address directly",
+                       host, resp->status, lhost);
+    }
+    give_handle(h, c);
+    if (!resp->body) {
+        /* an empty body: still a valid, NUL-terminated buffer */
+        resp->body = malloc(1);
+        if (!resp->body)
+            return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+        resp->body[0] = 0;
+        resp->body_cap_ = 1;
+    }
+    return CT_OK;
+}

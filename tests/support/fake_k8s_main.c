@@ -1,0 +1,153 @@
+/*
+ * fake_k8s_main.c - tests/fake-k8s: the fake Kubernetes API server
+ * (fake_k8s.h) as a program, for shell tests and for trying the CLI by hand.
+ * Not installed.
+ *
+ *   fake-k8s --dir DIR [--tls-dir DIR] [--uid UUID] [--token TOKEN]
+ *            [--user NAME] [--deny] [--seed] [--jwks FILE] [--fault KIND:COUNT]
+ *            [--seconds N]
+ *
+ * Writes DIR/kubeconfig, kubeconfig-tokenfile, kubeconfig-cert,
+ * kubeconfig-files, serviceaccount/{token,ca.crt,namespace} and env (see
+ * fake_k8s_write_configs), then prints "listening 127.0.0.1:PORT" and serves
+ * until SIGTERM or SIGINT, or for at most --seconds (default 600).
+ * --deny: the token's user has no RBAC permission (every call is a 403).
+ * --seed: the fixture Secrets in namespace payments.
+ * --jwks: serve this JWK set at /openid/v1/jwks (default: the fixture's).
+ * --fault: 500, 503, 429, slow, reset, oversized, malformed or html, for
+ * the next COUNT requests.
+ */
+#include "fake_k8s.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifndef FAKE_K8S_TLS_DIR
+#define FAKE_K8S_TLS_DIR "tests/fixtures/tls"
+#endif
+
+static int usage(void)
+{
+    fputs("usage: fake-k8s --dir DIR [--tls-dir DIR] [--uid UUID] [--token TOKEN] "
+          "[--user NAME] [--deny] [--seed] [--jwks FILE] [--fault KIND:COUNT] [--seconds N]\n",
+          stderr);
+    return 2;
+}
+
+static int parse_fault(const char *s, fake_k8s_fault *f, int *count)
+{
+    static const struct { const char *name; fake_k8s_fault f; } k[] = {
+        { "500", FK_FAULT_500 }, { "503", FK_FAULT_503 }, { "429", FK_FAULT_429 },
+        { "slow", FK_FAULT_SLOW }, { "reset", FK_FAULT_RESET },
+        { "oversized", FK_FAULT_OVERSIZED }, { "malformed", FK_FAULT_MALFORMED },
+        { "html", FK_FAULT_HTML },
+    };
+    const char *colon = strchr(s, ':');
+    size_t i, n = colon ? (size_t)(colon - s) : strlen(s);
+    *count = colon ? atoi(colon + 1) : 1;
+    for (i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (strlen(k[i].name) == n && strncmp(s, k[i].name, n) == 0) {
+            *f = k[i].f;
+            return *count > 0 ? 0 : -1;
+        }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = NULL, *tls = FAKE_K8S_TLS_DIR, *uid = NULL, *token = "fake-admin-token";
+    const char *user = "system:serviceaccount:cloudtaser:cloudtaser-operator", *jwks = NULL;
+    fake_k8s_fault fault = FK_FAULT_NONE;
+    int deny = 0, seed = 0, seconds = 600, fault_count = 0, i, sig = 0;
+    struct timespec ts;
+    sigset_t set;
+    fake_k8s *fk;
+
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--deny") == 0) {
+            deny = 1;
+            continue;
+        }
+        if (strcmp(a, "--seed") == 0) {
+            seed = 1;
+            continue;
+        }
+        if (!v)
+            return usage();
+        if (strcmp(a, "--dir") == 0)
+            dir = v;
+        else if (strcmp(a, "--tls-dir") == 0)
+            tls = v;
+        else if (strcmp(a, "--uid") == 0)
+            uid = v;
+        else if (strcmp(a, "--token") == 0)
+            token = v;
+        else if (strcmp(a, "--user") == 0)
+            user = v;
+        else if (strcmp(a, "--jwks") == 0)
+            jwks = v;
+        else if (strcmp(a, "--seconds") == 0)
+            seconds = atoi(v);
+        else if (strcmp(a, "--fault") == 0) {
+            if (parse_fault(v, &fault, &fault_count) != 0)
+                return usage();
+        } else
+            return usage();
+        i++;
+    }
+    if (!dir || seconds <= 0)
+        return usage();
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* before the server's threads start */
+
+    fk = fake_k8s_start(tls);
+    if (!fk)
+        return 1;
+    fake_k8s_add_token(fk, token, user, deny ? 0 : FK_ALL);
+    fake_k8s_add_cert_user(fk, "cloudtaser test client", "cloudtaser-test-client",
+                           deny ? 0 : FK_ALL);
+    if (uid)
+        fake_k8s_set_namespace_uid(fk, uid);
+    if (seed)
+        fake_k8s_seed_fixture_secrets(fk);
+    if (jwks) {
+        char buf[65536 + 1];
+        size_t n;
+        FILE *f = fopen(jwks, "r");
+        if (!f || (n = fread(buf, 1, sizeof buf - 1, f)) == 0) {
+            fprintf(stderr, "fake-k8s: cannot read %s\n", jwks);
+            if (f)
+                fclose(f);
+            fake_k8s_stop(fk);
+            return 1;
+        }
+        fclose(f);
+        buf[n] = '\0';
+        fake_k8s_set_jwks(fk, buf);
+    }
+    if (fault != FK_FAULT_NONE)
+        fake_k8s_inject(fk, fault, fault_count, NULL);
+    if (fake_k8s_write_configs(fk, dir, tls, token) != 0) {
+        fprintf(stderr, "fake-k8s: cannot write the configuration files into %s\n", dir);
+        fake_k8s_stop(fk);
+        return 1;
+    }
+    printf("listening 127.0.0.1:%u\n", (unsigned)fake_k8s_port(fk));
+    fflush(stdout);
+
+    ts.tv_sec = seconds;
+    ts.tv_nsec = 0;
+    sig = sigtimedwait(&set, NULL, &ts);
+    fprintf(stderr, "fake-k8s: %s after %u requests\n", sig > 0 ? "stopping" : "time is up",
+            fake_k8s_requests(fk, NULL));
+    fake_k8s_stop(fk);
+    return 0;
+}

@@ -1,0 +1,109 @@
+/*
+ * fake_vault_main.c - tests/fake-vault: the fake Vault / OpenBao server as a
+ * process, for shell tests. Not installed.
+ *
+ *   fake-vault [--flavour vault|openbao] [--token T]... [--token-nopolicy T]...
+ *              [--mount M] [--cas-required] [--cert PEM --key PEM] [--verbose]
+ *
+ * Prints "listening 127.0.0.1:PORT" on stdout once it serves, then runs
+ * until SIGTERM or SIGINT.
+ */
+#include "fake_vault.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_stop;
+
+static void on_sig(int s)
+{
+    (void)s;
+    g_stop = 1;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"flavour", required_argument, 0, 'f'},
+        {"token", required_argument, 0, 't'},
+        {"token-nopolicy", required_argument, 0, 'n'},
+        {"mount", required_argument, 0, 'm'},
+        {"cas-required", no_argument, 0, 'c'},
+        {"cert", required_argument, 0, 'C'},
+        {"key", required_argument, 0, 'K'},
+        {"verbose", no_argument, 0, 'v'},
+        {0, 0, 0, 0},
+    };
+    const char *toks[16], *nopol[16];
+    int nt = 0, nn = 0, cas = 0, verbose = 0, c, i;
+    fv_options o;
+    fake_vault *fv;
+    struct sigaction sa;
+
+    memset(&o, 0, sizeof o);
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            if (strcmp(optarg, "vault") == 0)
+                o.flavour = FV_VAULT;
+            else if (strcmp(optarg, "openbao") == 0)
+                o.flavour = FV_OPENBAO;
+            else {
+                fprintf(stderr, "fake-vault: --flavour vault|openbao\n");
+                return 2;
+            }
+            break;
+        case 't':
+            if (nt < 16)
+                toks[nt++] = optarg;
+            break;
+        case 'n':
+            if (nn < 16)
+                nopol[nn++] = optarg;
+            break;
+        case 'm':
+            o.mount = optarg;
+            break;
+        case 'c':
+            cas = 1;
+            break;
+        case 'C':
+            o.cert_file = optarg;
+            break;
+        case 'K':
+            o.key_file = optarg;
+            break;
+        case 'v':
+            verbose = 1;
+            break;
+        default:
+            fprintf(stderr, "usage: fake-vault [--flavour vault|openbao] [--token T]... "
+                            "[--token-nopolicy T]... [--mount M] [--cas-required] "
+                            "[--cert PEM --key PEM] [--verbose]\n");
+            return 2;
+        }
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sig;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (!(fv = fake_vault_start(&o)))
+        return 1;
+    for (i = 0; i < nt; i++)
+        fake_vault_add_token(fv, toks[i], 1);
+    for (i = 0; i < nn; i++)
+        fake_vault_add_token(fv, nopol[i], 0);
+    fake_vault_set_cas_required(fv, cas);
+    fake_vault_set_verbose(fv, verbose);
+    printf("listening 127.0.0.1:%u\n", (unsigned)fake_vault_port(fv));
+    fflush(stdout);
+    while (!g_stop)
+        pause(); /* the signal handler ends the wait */
+    fake_vault_stop(fv);
+    return 0;
+}
