@@ -4,9 +4,10 @@
 # chart with one value (examples/argocd, or helm install ... --set
 # operator.beacon.address=...) and the operator bootstraps itself.
 #
-# Runs where `cloudtaser` is installed and can write the bridge's store.
-# Credentials for the store come from the environment Terraform runs in,
-# never from variables (they would be written to the state).
+# Runs where `cloudtaser` is installed and can reach the bridge's store: a
+# Vault / OpenBao (vault_address; the token from VAULT_TOKEN in the
+# environment Terraform runs in, never from a variable: it would be written
+# to the state) or the bridge's SQLite file.
 
 provider "kubernetes" {
   config_path    = var.kubeconfig
@@ -23,6 +24,8 @@ data "kubernetes_namespace" "kube_system" {
 
 locals {
   fingerprint = data.kubernetes_namespace.kube_system.metadata[0].uid
+  # where the registration goes: Vault / OpenBao, or the bridge's SQLite file
+  store_args = var.vault_address != null ? "--vault-address ${var.vault_address}" : "--store ${var.cloudtaser_store}"
 }
 
 # A new cluster has a new kube-system UID: the resource is replaced, which
@@ -31,23 +34,19 @@ locals {
 resource "terraform_data" "cloudtaser_registration" {
   input = {
     fingerprint = local.fingerprint
-    store       = var.cloudtaser_store
+    store_args  = local.store_args
   }
-  triggers_replace = [local.fingerprint]
+  triggers_replace = [local.fingerprint, local.store_args]
 
+  # VAULT_TOKEN (and VAULT_CACERT, VAULT_NAMESPACE, ...) are inherited from
+  # the environment terraform runs in.
   provisioner "local-exec" {
-    command = "cloudtaser source register --fingerprint ${self.input.fingerprint} --expiry ${var.registration_expiry}"
-    environment = {
-      CLOUDTASER_STORE = self.input.store
-    }
+    command = "cloudtaser source register --fingerprint ${self.input.fingerprint} ${self.input.store_args} --expiry ${var.registration_expiry}"
   }
 
   provisioner "local-exec" {
     when    = destroy
-    command = "cloudtaser source deregister --fingerprint ${self.input.fingerprint}"
-    environment = {
-      CLOUDTASER_STORE = self.input.store
-    }
+    command = "cloudtaser source deregister --fingerprint ${self.input.fingerprint} ${self.input.store_args}"
   }
 }
 

@@ -10,8 +10,14 @@ variable "kube_context" {
   default     = null
 }
 
+variable "vault_address" {
+  description = "The Vault / OpenBao the bridge serves from (https://host:port); null: the SQLite store below. The token comes from VAULT_TOKEN in the environment Terraform runs in."
+  type        = string
+  default     = null
+}
+
 variable "cloudtaser_store" {
-  description = "The record store the bridge serves (CLOUDTASER_STORE): the embedded SQLite file on the secret-store side."
+  description = "Without vault_address: the embedded SQLite store the bridge serves."
   type        = string
   default     = "/var/lib/cloudtaser-bridge/store.db"
 }

@@ -100,6 +100,7 @@ def check_terraform(tools, fails):
     commands = re.findall(r'command\s*=\s*"(cloudtaser [^"]*)"', text_all)
     if not any(c.startswith("cloudtaser source register") for c in commands):
         fails.append("terraform: no `cloudtaser source register` command")
+    union = set()
     for cmd in commands:
         words = re.sub(r"\$\{[^}]*\}", "VALUE", cmd).split()[1:]
         sub = [w for w in words[:2] if not w.startswith("-")]
@@ -108,9 +109,15 @@ def check_terraform(tools, fails):
             fails.append("terraform: `cloudtaser %s --help` failed: the command does not exist" % " ".join(sub))
             continue
         known = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", h))
+        union |= known
         for w in words:
             if w.startswith("--") and w not in known:
                 fails.append("terraform: `%s` uses %s, which cloudtaser %s does not have" % (cmd, w, " ".join(sub)))
+    # options built elsewhere (a local spliced into a command) must exist too
+    for lit in re.findall(r'"((?:[^"\\]|\\.)*)"', re.sub(r"#.*", "", text_all)):
+        for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", lit):
+            if union and flag not in union:
+                fails.append("terraform: %s (in \"%s\") is not an option of the cloudtaser commands used" % (flag, lit[:60]))
     print("terraform: %d files, %d cloudtaser commands checked against --help" % (len(files), len(commands)))
 
 
