@@ -171,7 +171,7 @@ class OperatorChart(unittest.TestCase, Common):
         self.assertEqual(norm, sorted([
             (("",), ("namespaces",), ("kube-system",), (), ("get",)),
             (("authentication.k8s.io",), ("tokenreviews",), (), (), ("create",)),
-            ((), (), (), ("/openid/v1/jwks", "/.well-known/openid-configuration"), ("get",)),
+            ((), (), (), ("/openid/v1/jwks",), ("get",)),
         ]))
         self.assertNotIn("*", repr(rules))
         self.assertNotIn("secrets", repr(rules))
