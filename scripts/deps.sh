@@ -14,6 +14,10 @@ CT_PACKAGES=(
   check openssl valgrind binutils
   clang libclang-rt-dev
   curl               # tests: cloudtaser-beacon's /metrics, /healthz, /readyz; raw requests to tests/fake-vault
+  abigail-tools      # scripts/abi-check.sh: abidw / abidiff against abi/libcloudtaser.abi
+  scdoc              # man pages from docs/man/*.scd (meson builds and installs them)
+  python3-yaml       # tests/packaging/test_helm.py parses the rendered manifests
+  systemd            # systemd-analyze verify of deploy/systemd/*.service
 )
 
 ct_install_deps() {

@@ -5,7 +5,12 @@
 #   3. valgrind (memcheck) over the unit and conformance suites;
 #   4. every libFuzzer target in fuzz/ briefly (clang, ASan+UBSan);
 #   5. meson install into a temporary prefix, then an outside consumer built
-#      with `pkg-config --cflags --libs cloudtaser` and run.
+#      with `pkg-config --cflags --libs cloudtaser` and run;
+#   6. packaging: the ABI against abi/libcloudtaser.abi (abidiff), the Python
+#      binding against the installed library, the man pages against each
+#      tool's --help, the systemd units (systemd-analyze), the Helm charts
+#      (rendered by tests/packaging/minihelm.py), the Containerfiles (lint)
+#      and the deployment examples; each check counts once.
 # Ends with the line "N passed, N failed" (plus ", N skipped" if any) and
 # exits non-zero if anything failed.
 set -euo pipefail
@@ -112,6 +117,38 @@ else
   fail=1
 fi
 echo "install-consumer $pass $fail 0" >> "$summary"
+
+echo "=== packaging: ABI, Python binding, man pages, systemd units, Helm charts, containers, examples ==="
+# Debian's python3 (it has python3-yaml from scripts/deps.sh), whatever else is on PATH.
+py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+soname=$(cd "$libdir" && ls libcloudtaser.so.[0-9]* | sort | head -1)
+pk_pass=0; pk_fail=0
+pkg_check() { # pkg_check NAME COMMAND...: one line each; the log of a failure is shown
+  local name=$1; shift
+  local log="$out/packaging-$name.log"
+  if "$@" > "$log" 2>&1; then
+    echo "$name: OK ($(tail -n 1 "$log"))"
+    pk_pass=$((pk_pass + 1))
+  else
+    echo "$name: FAIL"
+    tail -n 60 "$log"
+    pk_fail=$((pk_fail + 1))
+  fi
+}
+pkg_check abi-baseline scripts/abi-check.sh "$out/plain"
+pkg_check abi-check-selftest tests/abi/test_abi_check.sh
+pkg_check python-binding env CLOUDTASER_LIB="$libdir/$soname" "$py" bindings/python/test_cloudtaser.py
+pkg_check python-example sh -c 'CLOUDTASER_LIB="$1" "$2" examples/python/fingerprint.py 0AD50C05-1153-4508-9237-4cb2912e2c23 \
+  | grep -x "init room hash: 5af11b82299622a908c5aa10383bfcfd84f6cd251c7094e2246c7daf419dc463"' _ "$libdir/$soname" "$py"
+pkg_check man-pages env LD_LIBRARY_PATH="$libdir" "$py" tests/packaging/check_man.py --tools "$prefix/bin" \
+  --man-src docs/man --installed "$prefix/share/man/man1" --self-test
+pkg_check systemd-units env LD_LIBRARY_PATH="$libdir" "$py" tests/packaging/check_systemd.py --units deploy/systemd \
+  --tools "$prefix/bin" --man "$prefix/share/man" --self-test
+pkg_check helm-charts "$py" tests/packaging/test_helm.py --tools "$out/plain/tools"
+pkg_check containers "$py" tests/packaging/check_containers.py --tools "$out/plain/tools" \
+  --lib "$out/plain/libcloudtaser/$soname"
+pkg_check examples "$py" tests/packaging/check_examples.py --tools "$out/plain/tools"
+echo "packaging $pk_pass $pk_fail 0" >> "$summary"
 
 echo "=== summary ==="
 column -t "$summary" 2>/dev/null || cat "$summary"
