@@ -661,7 +661,8 @@ static ct_err get_cert(ct_broker *b, int timeout_ms, ct_error *err)
         CT_OK)
         goto out;
     if ((dc = ctp_pki_dc_new(cert_der, cert_len))) {
-        if (ctp_pki_dc_dates(dc, &nb, &na) == 0)
+        if (wc_ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0 &&
+            ctp_pki_dc_dates(dc, &nb, &na) == 0)
             b->not_after = na;
         ctp_pki_dc_free(dc);
     }
