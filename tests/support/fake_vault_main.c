@@ -5,7 +5,7 @@
  *   fake-vault [--flavour vault|openbao] [--token T]... [--token-nopolicy T]...
  *              [--mount M] [--cas-required] [--cert PEM --key PEM] [--verbose]
  *              [--token-prefix TOKEN=PREFIX[,PREFIX]...]...
- *              [--login MOUNT:ROLE:JWT:TOKEN]...
+ *              [--login MOUNT:ROLE:JWT:TOKEN]... [--mount2 M]
  *
  * --token-prefix: a token allowed only on paths (after /v1/) starting with
  * one of the prefixes (policy named after the token's first prefix).
@@ -44,6 +44,7 @@ int main(int argc, char **argv)
         {"verbose", no_argument, 0, 'v'},
         {"token-prefix", required_argument, 0, 'P'},
         {"login", required_argument, 0, 'L'},
+        {"mount2", required_argument, 0, 'M'},
         {0, 0, 0, 0},
     };
     const char *toks[16], *nopol[16];
@@ -93,6 +94,9 @@ int main(int argc, char **argv)
         case 'P':
             if (np < 16 && strchr(optarg, '='))
                 pref[np++] = optarg;
+            break;
+        case 'M':
+            o.mount2 = optarg;
             break;
         case 'L':
             if (nl < 16)
