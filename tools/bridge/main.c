@@ -257,6 +257,12 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (serve_pods) {
+        /* a vault.http handler waits on Vault: more of them serve more pods at once */
+        static ct_session_options so = CT_SESSION_OPTIONS_INIT;
+        so.handler_threads = 32;
+        bo.session = &so;
+    }
     bo.handler = ct_router_handle;
     bo.handler_arg = router;
     bo.on_event = on_event;
