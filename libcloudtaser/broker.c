@@ -492,7 +492,7 @@ static enum MHD_Result serve(ct_broker *b, struct MHD_Connection *c, const char 
     if (build_query(c, kind, query, sizeof query) != 0)
         return send_errors(c, 400, "cloudtaser broker: unexpected query parameter value", NULL);
     head = strcmp(method, "HEAD") == 0;
-    if (strcmp(kind, "health") == 0 && (!b->up || !b->up(b->arg)))
+    if (strcmp(kind, "health") == 0 && b->up && !b->up(b->arg))
         return send_tunnel_down(c, "down", head);
     tok = token_of(c);
     ns = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Vault-Namespace");

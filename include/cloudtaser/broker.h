@@ -64,7 +64,9 @@ typedef struct ct_broker ct_broker;
  */
 typedef ct_err (*ct_broker_forward_fn)(void *arg, const void *req, size_t len, int timeout_ms,
                                        uint8_t **resp, size_t *resp_len, ct_error *err);
-/* 1 if the tunnel is up (for /v1/sys/health). Default: ct_operator_connected. */
+/* 1 if the tunnel is up (for /v1/sys/health). Default: ct_operator_connected
+ * (with a custom forward and no up function, health always asks through
+ * forward). */
 typedef int (*ct_broker_up_fn)(void *arg);
 
 #define CT_BROKER_DEFAULT_MAX_BODY (64u * 1024u)     /* request body bytes */
