@@ -101,7 +101,8 @@ pids+=($bridge_pid)
 (unset VAULT_TOKEN; exec "$OPERATOR" "${B[@]}" --fingerprint "$FP" --token-file "$tmp/iss/token" \
   --jwks-file "$tmp/iss/jwks.json" --broker-listen 127.0.0.1:0 --broker-name localhost \
   --broker-name 127.0.0.1 --broker-ca-out "$tmp/broker-ca.pem" -o json) > "$tmp/op.log" 2>&1 &
-pids+=($!)
+op_pid=$!
+pids+=($op_pid)
 wait_for "$tmp/op.log" '"event":"broker_serving"' 60
 bport=$(sed -n 's/.*"event":"broker_serving","port":\([0-9]*\).*/\1/p' "$tmp/op.log")
 [ -s "$tmp/broker-ca.pem" ] || fail "no broker CA written"
@@ -198,5 +199,12 @@ pod GET secret/data/app1/db "$POD1"
 [ "$status" = 503 ] || [ "$status" = 504 ] || fail "read with the tunnel down: $status"
 grep -q '^{"errors":\[' "$tmp/body" || fail "tunnel-down answer is not Vault-shaped"
 ok "tunnel down: health 503 with the tunnel state, reads answered Vault-shaped $status"
+
+kill -TERM "$op_pid"
+rc=0
+wait "$op_pid" || rc=$?
+[ "$rc" = 0 ] || fail "operator exit status $rc after SIGTERM"
+grep -q 'Sanitizer\|runtime error' "$tmp"/*.log && fail "a sanitizer report"
+ok "operator with a busy-then-idle broker stops cleanly on SIGTERM"
 
 echo "all $checks checks passed"
