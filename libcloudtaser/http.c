@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#define POOL_MAX 4
+#define POOL_MAX 32
 
 struct ctp_http {
     const ct_ctx *ctx;

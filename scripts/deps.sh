@@ -9,7 +9,7 @@ CT_PACKAGES=(
   libjansson-dev     # JSON records in the store (cluster registration)
   libcurl4-openssl-dev  # HTTPS client of the Vault store and the Kubernetes client
   libyaml-dev        # kubeconfig files (Kubernetes client)
-  libmicrohttpd-dev  # the tools' HTTP servers (cloudtaser-beacon's operations port, tests/fake-vault, tests/fake-k8s)
+  libmicrohttpd-dev  # HTTP servers: the library's Vault API broker (broker.c), cloudtaser-beacon's operations port, tests/fake-vault, tests/fake-k8s
   libgnutls28-dev    # tests/fake-vault and fake-k8s: demanding client certificates (MHD's TLS is GnuTLS)
   check openssl valgrind binutils
   clang libclang-rt-dev

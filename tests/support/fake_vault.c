@@ -43,8 +43,18 @@ typedef struct fv_key {
 typedef struct fv_token {
     char *token;
     int allow;
+    char **prefixes; /* allow == 2: paths (after /v1/) starting with one of these */
+    size_t nprefixes;
+    char accessor[25];
+    char policy[64];
+    int64_t created;
     struct fv_token *next;
 } fv_token;
+
+typedef struct fv_login {
+    char *mount, *role, *jwt, *token;
+    struct fv_login *next;
+} fv_login;
 
 struct fake_vault {
     struct MHD_Daemon *d;
@@ -58,6 +68,7 @@ struct fake_vault {
     /* state */
     fv_key *keys;
     fv_token *tokens;
+    fv_login *logins;
     int sealed, standby, cas_required, max_versions, verbose;
     /* fault */
     fv_fault fault;
@@ -70,6 +81,8 @@ struct fake_vault {
     int last_had_token;
     int require_client_cert;
 };
+
+static void token_free(fv_token *t);
 
 typedef struct req {
     char *body;
@@ -836,6 +849,135 @@ static void health(fake_vault *fv, struct MHD_Connection *c, answer *a)
     answer_json(a, status, o);
 }
 
+/* ---- auth: Kubernetes-style login from a table, token self-service ---- */
+
+static json_t *auth_block(const fv_token *t, const char *role)
+{
+    json_t *pol = json_pack("[s,s]", "default", t->policy);
+    json_t *meta = json_object();
+    json_t *o = json_object();
+    json_object_set_new(o, "client_token", json_string(t->token));
+    json_object_set_new(o, "accessor", json_string(t->accessor));
+    json_object_set_new(o, "policies", json_deep_copy(pol));
+    json_object_set_new(o, "token_policies", pol);
+    json_object_set_new(meta, "role", json_string(role ? role : t->policy));
+    json_object_set_new(meta, "service_account_name", json_string(role ? role : t->policy));
+    json_object_set_new(meta, "service_account_namespace", json_string("default"));
+    json_object_set_new(meta, "service_account_secret_name", json_string(""));
+    json_object_set_new(meta, "service_account_uid",
+                        json_string("3c1e5a7b-2d4f-4c6e-9a8b-1f0e2d3c4b5a"));
+    json_object_set_new(o, "metadata", meta);
+    json_object_set_new(o, "lease_duration", json_integer(3600));
+    json_object_set_new(o, "renewable", json_true());
+    json_object_set_new(o, "entity_id", json_string("7a2c4e6b-8d0f-4a1c-9e3b-5d7f9b1d3f5a"));
+    json_object_set_new(o, "token_type", json_string("service"));
+    json_object_set_new(o, "orphan", json_true());
+    json_object_set_new(o, "mfa_requirement", json_null());
+    json_object_set_new(o, "num_uses", json_integer(0));
+    return o;
+}
+
+static void login(fake_vault *fv, const char *path, const char *method, const char *body,
+                  size_t blen, answer *a)
+{
+    char mount[256];
+    json_t *j, *env;
+    const char *role, *jwt;
+    fv_login *l;
+    fv_token *t;
+    size_t ml = strlen(path) - 5 - 6;
+
+    if (strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0) {
+        answer_errors(a, 405, 1, MSG_UNSUPPORTED);
+        return;
+    }
+    snprintf(mount, sizeof mount, "%.*s", (int)(ml < 255 ? ml : 255), path + 5);
+    j = json_loadb(body ? body : "", blen, 0, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        answer_errors(a, 400, 1, "error parsing JSON");
+        return;
+    }
+    role = json_string_value(json_object_get(j, "role"));
+    jwt = json_string_value(json_object_get(j, "jwt"));
+    if (!role || !*role) {
+        json_decref(j);
+        answer_errors(a, 400, 1, "missing role");
+        return;
+    }
+    if (!jwt || !*jwt) {
+        json_decref(j);
+        answer_errors(a, 400, 1, "missing jwt");
+        return;
+    }
+    for (l = fv->logins; l; l = l->next)
+        if (strcmp(l->mount, mount) == 0 && strcmp(l->role, role) == 0)
+            break;
+    if (!l) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "invalid role name \"%.200s\"", role);
+        json_decref(j);
+        answer_errors(a, 400, 1, msg);
+        return;
+    }
+    if (strcmp(l->jwt, jwt) != 0) {
+        json_decref(j);
+        answer_errors(a, 403, 1, "permission denied");
+        return;
+    }
+    for (t = fv->tokens; t; t = t->next)
+        if (strcmp(t->token, l->token) == 0)
+            break;
+    if (!t) {
+        json_decref(j);
+        answer_errors(a, 403, 1, "permission denied");
+        return;
+    }
+    env = envelope(fv, NULL, NULL, "kubernetes");
+    json_object_set_new(env, "auth", auth_block(t, role));
+    json_decref(j);
+    answer_json(a, 200, env);
+}
+
+static void token_self(fake_vault *fv, const fv_token *t, const char *path, const char *method,
+                       answer *a)
+{
+    int lookup = strcmp(path, "auth/token/lookup-self") == 0;
+    int post = strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0;
+    json_t *env;
+    if (lookup ? !(post || strcmp(method, "GET") == 0) : !post) {
+        answer_errors(a, 405, 1, MSG_UNSUPPORTED);
+        return;
+    }
+    if (lookup) {
+        json_t *d = json_object();
+        char now[40];
+        now_rfc3339(now);
+        json_object_set_new(d, "accessor", json_string(t->accessor));
+        json_object_set_new(d, "creation_time", json_integer(t->created));
+        json_object_set_new(d, "creation_ttl", json_integer(3600));
+        json_object_set_new(d, "display_name", json_string("kubernetes-default-app"));
+        json_object_set_new(d, "entity_id", json_string("7a2c4e6b-8d0f-4a1c-9e3b-5d7f9b1d3f5a"));
+        json_object_set_new(d, "expire_time", json_null());
+        json_object_set_new(d, "explicit_max_ttl", json_integer(0));
+        json_object_set_new(d, "id", json_string(t->token));
+        json_object_set_new(d, "issue_time", json_string(now));
+        json_object_set_new(d, "meta", json_null());
+        json_object_set_new(d, "num_uses", json_integer(0));
+        json_object_set_new(d, "orphan", json_true());
+        json_object_set_new(d, "path", json_string("auth/kubernetes/login"));
+        json_object_set_new(d, "policies", json_pack("[s,s]", "default", t->policy));
+        json_object_set_new(d, "renewable", json_true());
+        json_object_set_new(d, "ttl", json_integer(3412));
+        json_object_set_new(d, "type", json_string("service"));
+        env = envelope(fv, d, NULL, "token");
+    } else {
+        env = envelope(fv, NULL, NULL, "token");
+        json_object_set_new(env, "auth", auth_block(t, NULL));
+    }
+    answer_json(a, 200, env);
+}
+
 /* ---- dispatch ---- */
 
 static void count(fake_vault *fv, const char *m)
@@ -888,6 +1030,12 @@ static void serve(fake_vault *fv, struct MHD_Connection *c, const char *url, con
         answer_errors(a, 503, 1, "Vault is sealed");
         return;
     }
+    if (strncmp(path, "auth/", 5) == 0 && strlen(path) > 11 &&
+        strcmp(path + strlen(path) - 6, "/login") == 0 &&
+        strncmp(path, "auth/token/", 11) != 0) {
+        login(fv, path, method, body, blen, a);
+        return;
+    }
     tok = hdr(c, "X-Vault-Token");
     if (!tok || !*tok) {
         const char *au = hdr(c, "Authorization");
@@ -906,9 +1054,28 @@ static void serve(fake_vault *fv, struct MHD_Connection *c, const char *url, con
         answer_errors(a, 403, 1, fv->flavour == FV_VAULT ? MSG_INVALID_TOKEN : MSG_DENIED);
         return;
     }
+    if (strcmp(path, "auth/token/lookup-self") == 0 ||
+        strcmp(path, "auth/token/renew-self") == 0) {
+        token_self(fv, t, path, method, a);
+        return;
+    }
     if (!t->allow) {
         answer_errors(a, 403, 1, MSG_DENIED);
         return;
+    }
+    if (t->allow == 2) {
+        size_t k;
+        int ok = 0;
+        char lp[1100];
+        /* Vault appends a missing '/' to LIST paths before the ACL check */
+        snprintf(lp, sizeof lp, "%s%s", path,
+                 list && *path && path[strlen(path) - 1] != '/' ? "/" : "");
+        for (k = 0; k < t->nprefixes && !ok; k++)
+            ok = strncmp(lp, t->prefixes[k], strlen(t->prefixes[k])) == 0;
+        if (!ok) {
+            answer_errors(a, 403, 1, MSG_DENIED);
+            return;
+        }
     }
     for (i = 0; i < 2; i++) {
         size_t ml;
@@ -1254,8 +1421,16 @@ void fake_vault_stop(fake_vault *fv)
     }
     for (t = fv->tokens; t; t = tn) {
         tn = t->next;
-        free(t->token);
-        free(t);
+        token_free(t);
+    }
+    while (fv->logins) {
+        fv_login *l = fv->logins;
+        fv->logins = l->next;
+        free(l->mount);
+        free(l->role);
+        free(l->jwt);
+        free(l->token);
+        free(l);
     }
     free(fv->mounts[0]);
     free(fv->mounts[1]);
@@ -1275,11 +1450,70 @@ const char *fake_vault_addr(const fake_vault *fv)
     return fv->addr;
 }
 
+static void token_fill(fv_token *t)
+{
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    uint8_t r[24];
+    size_t i;
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        memset(r, 7, sizeof r);
+    for (i = 0; i < 24; i++)
+        t->accessor[i] = al[r[i] % 62];
+    t->accessor[24] = 0;
+    t->created = (int64_t)time(NULL);
+    if (!t->policy[0])
+        snprintf(t->policy, sizeof t->policy, "%s", t->allow ? "root" : "none");
+}
+
+void fake_vault_add_token_prefixes(fake_vault *fv, const char *token, const char *policy,
+                                   const char *const *prefixes, size_t n)
+{
+    fv_token *t = calloc(1, sizeof *t);
+    size_t i;
+    t->token = strdup(token);
+    t->allow = 2;
+    t->prefixes = calloc(n ? n : 1, sizeof *t->prefixes);
+    for (i = 0; i < n; i++)
+        t->prefixes[i] = strdup(prefixes[i]);
+    t->nprefixes = n;
+    snprintf(t->policy, sizeof t->policy, "%s", policy ? policy : "custom");
+    token_fill(t);
+    pthread_mutex_lock(&fv->mu);
+    t->next = fv->tokens;
+    fv->tokens = t;
+    pthread_mutex_unlock(&fv->mu);
+}
+
+void fake_vault_add_login(fake_vault *fv, const char *mount, const char *role, const char *jwt,
+                          const char *token)
+{
+    fv_login *l = calloc(1, sizeof *l);
+    l->mount = strdup(mount);
+    l->role = strdup(role);
+    l->jwt = strdup(jwt);
+    l->token = strdup(token);
+    pthread_mutex_lock(&fv->mu);
+    l->next = fv->logins;
+    fv->logins = l;
+    pthread_mutex_unlock(&fv->mu);
+}
+
+static void token_free(fv_token *t)
+{
+    size_t i;
+    for (i = 0; i < t->nprefixes; i++)
+        free(t->prefixes[i]);
+    free(t->prefixes);
+    free(t->token);
+    free(t);
+}
+
 void fake_vault_add_token(fake_vault *fv, const char *token, int allow_all)
 {
     fv_token *t = calloc(1, sizeof *t);
     t->token = strdup(token);
     t->allow = allow_all;
+    token_fill(t);
     pthread_mutex_lock(&fv->mu);
     t->next = fv->tokens;
     fv->tokens = t;
@@ -1294,8 +1528,7 @@ void fake_vault_remove_token(fake_vault *fv, const char *token)
         if (strcmp((*pp)->token, token) == 0) {
             fv_token *t = *pp;
             *pp = t->next;
-            free(t->token);
-            free(t);
+            token_free(t);
             break;
         }
     pthread_mutex_unlock(&fv->mu);

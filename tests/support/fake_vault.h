@@ -46,6 +46,24 @@ const char *fake_vault_addr(const fake_vault *fv);
 /* Tokens: policy 1 allows everything, 0 allows nothing (403). */
 void fake_vault_add_token(fake_vault *fv, const char *token, int allow_all);
 void fake_vault_remove_token(fake_vault *fv, const char *token);
+/*
+ * A token whose policy (named `policy`, listed with "default" in lookups)
+ * allows exactly the paths (after /v1/) that start with one of `prefixes`,
+ * as a Vault policy `path "<prefix>*"` would; everything else is 403
+ * permission denied. Every known token may use auth/token/lookup-self and
+ * renew-self (Vault's default policy), answered in the shape of the
+ * fixtures vault-token-lookup-self.json / vault-token-renew-self.json.
+ */
+void fake_vault_add_token_prefixes(fake_vault *fv, const char *token, const char *policy,
+                                   const char *const *prefixes, size_t n);
+/*
+ * Kubernetes-style login without TokenReview: POST auth/<mount>/login with
+ * {"role":role,"jwt":jwt} answers the fixture's auth block for `token`
+ * (which must be added too). Unknown role: 400 invalid role name; other
+ * JWT: 403 permission denied; missing role/jwt: 400 (API.md A5).
+ */
+void fake_vault_add_login(fake_vault *fv, const char *mount, const char *role, const char *jwt,
+                          const char *token);
 
 /* Server state. */
 void fake_vault_set_sealed(fake_vault *fv, int sealed);

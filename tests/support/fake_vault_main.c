@@ -4,6 +4,12 @@
  *
  *   fake-vault [--flavour vault|openbao] [--token T]... [--token-nopolicy T]...
  *              [--mount M] [--cas-required] [--cert PEM --key PEM] [--verbose]
+ *              [--token-prefix TOKEN=PREFIX[,PREFIX]...]...
+ *              [--login MOUNT:ROLE:JWT:TOKEN]... [--mount2 M]
+ *
+ * --token-prefix: a token allowed only on paths (after /v1/) starting with
+ * one of the prefixes (policy named after the token's first prefix).
+ * --login: auth/MOUNT/login with {"role":ROLE,"jwt":JWT} answers TOKEN.
  *
  * Prints "listening 127.0.0.1:PORT" on stdout once it serves, then runs
  * until SIGTERM or SIGINT.
@@ -36,9 +42,14 @@ int main(int argc, char **argv)
         {"cert", required_argument, 0, 'C'},
         {"key", required_argument, 0, 'K'},
         {"verbose", no_argument, 0, 'v'},
+        {"token-prefix", required_argument, 0, 'P'},
+        {"login", required_argument, 0, 'L'},
+        {"mount2", required_argument, 0, 'M'},
         {0, 0, 0, 0},
     };
     const char *toks[16], *nopol[16];
+    char *pref[16], *logins[16];
+    int np = 0, nl = 0;
     int nt = 0, nn = 0, cas = 0, verbose = 0, c, i;
     fv_options o;
     fake_vault *fv;
@@ -80,6 +91,17 @@ int main(int argc, char **argv)
         case 'v':
             verbose = 1;
             break;
+        case 'P':
+            if (np < 16 && strchr(optarg, '='))
+                pref[np++] = optarg;
+            break;
+        case 'M':
+            o.mount2 = optarg;
+            break;
+        case 'L':
+            if (nl < 16)
+                logins[nl++] = optarg;
+            break;
         default:
             fprintf(stderr, "usage: fake-vault [--flavour vault|openbao] [--token T]... "
                             "[--token-nopolicy T]... [--mount M] [--cas-required] "
@@ -98,6 +120,23 @@ int main(int argc, char **argv)
         fake_vault_add_token(fv, toks[i], 1);
     for (i = 0; i < nn; i++)
         fake_vault_add_token(fv, nopol[i], 0);
+    for (i = 0; i < np; i++) {
+        const char *px[16];
+        char *save = NULL, *eq = strchr(pref[i], '='), *tok;
+        size_t n = 0;
+        *eq = 0;
+        for (tok = strtok_r(eq + 1, ",", &save); tok && n < 16; tok = strtok_r(NULL, ",", &save))
+            px[n++] = tok;
+        fake_vault_add_token_prefixes(fv, pref[i], n ? px[0] : "none", px, n);
+    }
+    for (i = 0; i < nl; i++) {
+        char *f[4], *save = NULL;
+        int k;
+        for (k = 0; k < 4; k++)
+            f[k] = strtok_r(k ? NULL : logins[i], ":", &save);
+        if (f[3])
+            fake_vault_add_login(fv, f[0], f[1], f[2], f[3]);
+    }
     fake_vault_set_cas_required(fv, cas);
     fake_vault_set_verbose(fv, verbose);
     printf("listening 127.0.0.1:%u\n", (unsigned)fake_vault_port(fv));

@@ -1,7 +1,8 @@
 /*
  * main.c - cloudtaser-bridge: runs the library's bridge (ct_bridge_*) next
  * to the secret store. Thin: flags, signals, the event display and the
- * requests it serves (a ct_router: ping in this version).
+ * requests it serves (a ct_router: ping; with --serve-pods the Vault proxy
+ * for the operators' brokers: vault.http and broker.cert, broker.h).
  */
 #include "../agent/agent_cli.h"
 #include "../store/store_cli.h"
@@ -35,6 +36,16 @@ BEACON_FLAGS_HELP
 "  --op-waiters N           connections per cluster in its operational room\n"
 "                           (default: 2)\n"
 "  --scan-interval MS       how often to re-read the store (default: 2000)\n"
+"  --serve-pods             serve the operators' Vault API brokers: execute pods'\n"
+"                           Vault calls (an allowlisted subset: login, KV v2\n"
+"                           read/list/metadata, token lookup-self/renew-self,\n"
+"                           health) against the Vault of --vault-address /\n"
+"                           VAULT_ADDR with the pod's own token (this bridge adds\n"
+"                           no credential), and issue the brokers' certificates\n"
+"                           from each cluster's CA\n"
+"  --pods-extra-prefix P    with --serve-pods: also allow Vault paths starting\n"
+"                           with P (e.g. transit/decrypt/; repeatable, up to 16)\n"
+"  --broker-cert-days DAYS  validity of brokers' certificates (default: 30)\n"
 "  -o, --output json        events as one JSON object per line\n"
 "  -v, --verbose            also log library notices to stderr\n"
 "  -h, --help               this help\n"
@@ -78,7 +89,7 @@ static int parse_uint(const char *opt, const char *s, unsigned long max, unsigne
 int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_AUD, O_LIFE, O_DAYS,
-           O_INITW, O_OPW, O_SCAN };
+           O_INITW, O_OPW, O_SCAN, O_PODS, O_PODS_EXTRA, O_BDAYS };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -92,6 +103,9 @@ int main(int argc, char **argv)
         { "init-waiters", required_argument, 0, O_INITW },
         { "op-waiters", required_argument, 0, O_OPW },
         { "scan-interval", required_argument, 0, O_SCAN },
+        { "serve-pods", no_argument, 0, O_PODS },
+        { "pods-extra-prefix", required_argument, 0, O_PODS_EXTRA },
+        { "broker-cert-days", required_argument, 0, O_BDAYS },
         { "output", required_argument, 0, 'o' },
         { "verbose", no_argument, 0, 'v' },
         { "help", no_argument, 0, 'h' },
@@ -106,6 +120,11 @@ int main(int argc, char **argv)
     ct_store *store = NULL;
     ct_bridge *b = NULL;
     ct_router *router = NULL;
+    ct_vault_proxy *proxy = NULL;
+    ct_vault_proxy_options po = CT_VAULT_PROXY_OPTIONS_INIT;
+    ct_vault_options pods_vault = CT_VAULT_OPTIONS_INIT;
+    const char *extra[16];
+    int serve_pods = 0;
     ct_error err;
     evctx ev = { 0 };
     unsigned long v;
@@ -146,6 +165,18 @@ int main(int argc, char **argv)
             }
             bo.scan_interval_ms = (int)v;
             break;
+        case O_PODS: serve_pods = 1; break;
+        case O_PODS_EXTRA:
+            if (po.n_extra_prefixes >= 16) {
+                fprintf(stderr, PROG ": at most 16 --pods-extra-prefix\n");
+                return EXIT_USAGE;
+            }
+            extra[po.n_extra_prefixes++] = optarg;
+            break;
+        case O_BDAYS:
+            if (parse_uint("--broker-cert-days", optarg, 3650, &v) || v == 0) return EXIT_USAGE;
+            po.cert_days = (uint32_t)v;
+            break;
         case 'o':
             if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) {
                 fprintf(stderr, PROG ": -o: expected json or text\n");
@@ -167,6 +198,10 @@ int main(int argc, char **argv)
     }
     if (beacon_flags_resolve(PROG, &bf) != 0)
         return EXIT_USAGE;
+    if ((po.n_extra_prefixes || po.cert_days) && !serve_pods) {
+        fprintf(stderr, PROG ": --pods-extra-prefix and --broker-cert-days need --serve-pods\n");
+        return EXIT_USAGE;
+    }
 
     if (ct_process_harden(&err) != CT_OK)
         fprintf(stderr, PROG ": warning: %s\n", err.message);
@@ -197,6 +232,37 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": %s\n", err.message);
         goto out;
     }
+    if (serve_pods) {
+        /* the Vault of the store flags, or VAULT_* (pods' calls carry their own token) */
+        if (sf.is_vault)
+            pods_vault = sf.vault;
+        else if (ct_vault_options_from_env(&pods_vault, &err) != CT_OK) {
+            fprintf(stderr, PROG ": --serve-pods: %s\n", err.message);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        pods_vault.token = NULL;
+        pods_vault.token_file = NULL;
+        po.vault = &pods_vault;
+        po.extra_prefixes = extra;
+        po.store = store;
+        if (ct_vault_proxy_new(ctx, &po, &proxy, &err) != CT_OK) {
+            fprintf(stderr, PROG ": --serve-pods: %s\n", err.message);
+            rc = err.code == CT_E_INVALID ? EXIT_USAGE : EXIT_FAIL;
+            goto out;
+        }
+        if (ct_router_add(router, "vault.http", ct_vault_proxy_http, proxy, &err) != CT_OK ||
+            ct_router_add(router, "broker.cert", ct_vault_proxy_cert, proxy, &err) != CT_OK) {
+            fprintf(stderr, PROG ": %s\n", err.message);
+            goto out;
+        }
+    }
+    if (serve_pods) {
+        /* a vault.http handler waits on Vault: more of them serve more pods at once */
+        static ct_session_options so = CT_SESSION_OPTIONS_INIT;
+        so.handler_threads = 32;
+        bo.session = &so;
+    }
     bo.handler = ct_router_handle;
     bo.handler_arg = router;
     bo.on_event = on_event;
@@ -215,6 +281,7 @@ out:
     install_stop_signals(NULL, NULL);
     ct_bridge_free(b);
     ct_router_free(router);
+    ct_vault_proxy_free(proxy);
     ct_store_free(store);
     ct_ctx_free(ctx);
     ct_thread_cleanup();

@@ -11,6 +11,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define PROG "cloudtaser-operator"
 
@@ -56,14 +58,30 @@ BEACON_FLAGS_HELP
 "  --exit-after-request     exit after --request has been answered\n"
 "  --timeout SECONDS        with --exit-after-request: give up after this long\n"
 "                           (default: 60)\n"
+"  --broker-listen ADDR:PORT serve the Vault API subset pods use (stock Vault\n"
+"                           clients: VAULT_ADDR=https://<name>:PORT) over HTTPS\n"
+"                           on this address (port 0: any free one), forwarding\n"
+"                           each call through the session with the pod's own\n"
+"                           token (default: off). The certificate is issued by\n"
+"                           the cluster CA through the session once it is up;\n"
+"                           its key stays in memory\n"
+"  --broker-name NAME       a name in the broker certificate (repeatable, up to\n"
+"                           8): an IP literal, localhost, or a service name\n"
+"                           ending in .svc or .svc.cluster.local (default:\n"
+"                           localhost and 127.0.0.1)\n"
+"  --broker-ca-out FILE     once the broker serves, write the cluster CA\n"
+"                           certificate (public; pods trust it, e.g. from a\n"
+"                           ConfigMap) to FILE\n"
+"  --broker-max-in-flight N calls served at once; beyond: 503 + Retry-After\n"
+"                           (default: 256)\n"
 "  -o, --output json        events as one JSON object per line\n"
 "  -v, --verbose            also log library notices to stderr\n"
 "  -h, --help               this help\n"
 "  -V, --version            the version\n"
 "\n"
 "Output: one line per event on stdout (waiting, bootstrap_issued,\n"
-"bootstrap_refused, session_up, session_down, error), then \"answer JSON\"\n"
-"for --request. Never prints keys, tokens or the full fingerprint.\n"
+"bootstrap_refused, session_up, session_down, error, broker_serving), then\n"
+"\"answer JSON\" for --request. Never prints keys, tokens or the full fingerprint.\n"
 "Signals: SIGTERM/SIGINT close the session cleanly (GOAWAY) and exit.\n"
 "Exit status: 0 after a signal or an answered --exit-after-request, 1 on a\n"
 "fatal error or a failed request, 2 on a bad command line.\n");
@@ -76,7 +94,72 @@ typedef struct app {
     int exit_after;
     int timeout_s;
     int result; /* exit status of the request */
+    /* the broker */
+    ct_broker *broker;
+    const char *broker_ca_out;
+    volatile int stopping;
 } app;
+
+/* Writes the public CA certificate (tmp file + rename, mode 0644). */
+static int write_ca(const char *path, const char *pem)
+{
+    char tmp[4096];
+    FILE *f;
+    int ok;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return -1;
+    if (!(f = fopen(tmp, "w")))
+        return -1;
+    ok = fputs(pem, f) >= 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || chmod(tmp, 0644) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Starts the broker once the session is up (retrying), then publishes the CA. */
+static void *broker_thread(void *arg)
+{
+    app *a = arg;
+    ct_error err;
+    char *pem = NULL;
+    int warned = 0;
+
+    while (!a->stopping) {
+        ct_err rc = ct_broker_start(a->broker, 5000, &err);
+        if (rc == CT_OK)
+            break;
+        if (rc == CT_E_IO || rc == CT_E_CERT || rc == CT_E_INVALID || rc == CT_E_UNSUPPORTED ||
+            rc == CT_E_STATE) {
+            fprintf(stderr, PROG ": broker: %s (%s)\n", err.message, ct_err_name(rc));
+            if (rc != CT_E_UNSUPPORTED && rc != CT_E_INVALID)
+                goto out;
+        } else if (!warned++ && rc != CT_E_TIMEOUT && rc != CT_E_CLOSED) {
+            fprintf(stderr, PROG ": broker: waiting for the certificate: %s\n", err.message);
+        }
+        if (!a->stopping)
+            sleep(1);
+    }
+    if (a->stopping)
+        goto out;
+    if (a->broker_ca_out) {
+        if (ct_broker_ca_pem(a->broker, &pem, &err) != CT_OK ||
+            write_ca(a->broker_ca_out, pem) != 0)
+            fprintf(stderr, PROG ": broker: cannot write the CA certificate to %s\n",
+                    a->broker_ca_out);
+        ct_free(pem);
+    }
+    if (a->json)
+        printf("{\"event\":\"broker_serving\",\"port\":%u}\n", (unsigned)ct_broker_port(a->broker));
+    else
+        printf("broker_serving port %u\n", (unsigned)ct_broker_port(a->broker));
+    fflush(stdout);
+out:
+    ct_thread_cleanup();
+    return NULL;
+}
 
 static void on_event(void *arg, const ct_agent_event *ev)
 {
@@ -116,7 +199,8 @@ static void *request_thread(void *arg)
 int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_FP, O_TOKEN, O_JWKS, O_REQ, O_EXIT, O_ROOM,
-           O_TIMEOUT, O_KUBECONFIG, O_CONTEXT, O_JWKS_API };
+           O_TIMEOUT, O_KUBECONFIG, O_CONTEXT, O_JWKS_API, O_BLISTEN, O_BNAME, O_BCA,
+           O_BMAX };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -133,6 +217,10 @@ int main(int argc, char **argv)
         { "operational-room", required_argument, 0, O_ROOM },
         { "exit-after-request", no_argument, 0, O_EXIT },
         { "timeout", required_argument, 0, O_TIMEOUT },
+        { "broker-listen", required_argument, 0, O_BLISTEN },
+        { "broker-name", required_argument, 0, O_BNAME },
+        { "broker-ca-out", required_argument, 0, O_BCA },
+        { "broker-max-in-flight", required_argument, 0, O_BMAX },
         { "output", required_argument, 0, 'o' },
         { "verbose", no_argument, 0, 'v' },
         { "help", no_argument, 0, 'h' },
@@ -151,8 +239,12 @@ int main(int argc, char **argv)
     ct_ctx *ctx = NULL;
     ct_error err;
     app a = { .timeout_s = 60, .result = EXIT_OK };
-    pthread_t rq;
-    int c, verbose = 0, rc = EXIT_FAIL, rq_started = 0;
+    pthread_t rq, bt;
+    int c, verbose = 0, rc = EXIT_FAIL, rq_started = 0, bt_started = 0;
+    ct_broker_options bro = CT_BROKER_OPTIONS_INIT;
+    const char *broker_listen = NULL, *bnames[CT_BROKER_MAX_NAMES];
+    char bhost[64];
+    uint16_t bport = 0;
 
     memset(&bf, 0, sizeof bf);
     while ((c = getopt_long(argc, argv, "o:vhV", lo, NULL)) != -1) {
@@ -177,6 +269,25 @@ int main(int argc, char **argv)
             oo.expect_operational_room = room;
             break;
         case O_EXIT: a.exit_after = 1; break;
+        case O_BLISTEN: broker_listen = optarg; break;
+        case O_BNAME:
+            if (bro.n_names >= CT_BROKER_MAX_NAMES) {
+                fprintf(stderr, PROG ": at most %d --broker-name\n", CT_BROKER_MAX_NAMES);
+                return EXIT_USAGE;
+            }
+            bnames[bro.n_names++] = optarg;
+            break;
+        case O_BCA: a.broker_ca_out = optarg; break;
+        case O_BMAX: {
+            char *end;
+            long t = strtol(optarg, &end, 10);
+            if (!*optarg || *end || t < 1 || t > 100000) {
+                fprintf(stderr, PROG ": --broker-max-in-flight: expected 1 to 100000\n");
+                return EXIT_USAGE;
+            }
+            bro.max_in_flight = (uint32_t)t;
+            break;
+        }
         case O_TIMEOUT: {
             char *end;
             long t = strtol(optarg, &end, 10);
@@ -228,6 +339,26 @@ int main(int argc, char **argv)
     }
     if (beacon_flags_resolve(PROG, &bf) != 0)
         return EXIT_USAGE;
+    if ((bro.n_names || a.broker_ca_out || bro.max_in_flight) && !broker_listen) {
+        fprintf(stderr, PROG ": --broker-* flags need --broker-listen\n");
+        return EXIT_USAGE;
+    }
+    if (broker_listen) {
+        /* ADDR:PORT; ADDR:0 asks for any free port */
+        char spec[128];
+        size_t n = strlen(broker_listen);
+        int any = n > 2 && strcmp(broker_listen + n - 2, ":0") == 0;
+        snprintf(spec, sizeof spec, "%.*s", (int)(any ? n - 2 : n), broker_listen);
+        if (ct_hostport_parse(spec, 0, bhost, sizeof bhost, &bport, &err) != CT_OK) {
+            fprintf(stderr, PROG ": --broker-listen: %s\n", err.message);
+            return EXIT_USAGE;
+        }
+        if (bport == 0 && !any) {
+            fprintf(stderr, PROG ": --broker-listen: expected ADDR:PORT (port 0: any free "
+                            "port)\n");
+            return EXIT_USAGE;
+        }
+    }
     if (jwks_file && read_small_file(jwks_file, CT_JWKS_MAX_LEN, &jwks, &jwks_len, why,
                                      sizeof why) != 0) {
         fprintf(stderr, PROG ": --jwks-file: %s\n", why);
@@ -286,6 +417,21 @@ int main(int argc, char **argv)
         goto out;
     }
     install_stop_signals(stop_operator, a.op);
+    if (broker_listen) {
+        bro.op = a.op;
+        bro.host = bhost;
+        bro.port = bport;
+        bro.names = bnames;
+        if (ct_broker_new(ctx, &bro, &a.broker, &err) != CT_OK) {
+            fprintf(stderr, PROG ": broker: %s\n", err.message);
+            goto out;
+        }
+        if (pthread_create(&bt, NULL, broker_thread, &a) != 0) {
+            fprintf(stderr, PROG ": cannot start the broker thread\n");
+            goto out;
+        }
+        bt_started = 1;
+    }
     if (a.request) {
         if (pthread_create(&rq, NULL, request_thread, &a) != 0) {
             fprintf(stderr, PROG ": cannot start the request thread\n");
@@ -299,6 +445,12 @@ int main(int argc, char **argv)
     }
     rc = EXIT_OK;
 out:
+    a.stopping = 1;
+    if (bt_started) {
+        ct_operator_stop(a.op);
+        pthread_join(bt, NULL);
+    }
+    ct_broker_free(a.broker); /* stops serving first */
     if (rq_started) {
         ct_operator_stop(a.op);
         pthread_join(rq, NULL);
