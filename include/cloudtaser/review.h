@@ -1,0 +1,164 @@
+/*
+ * cloudtaser/review.h - Vault's Kubernetes auth method with no network path
+ * from Vault to the cluster: TokenReview through the tunnel.
+ *
+ * Vault's Kubernetes auth method calls the cluster's TokenReview API on
+ * every login. The bridge serves, next to Vault, one local HTTPS endpoint
+ * per cluster (ct_review_server) that Vault is configured with as that
+ * cluster's `kubernetes_host`. It accepts exactly
+ *
+ *   POST /apis/authentication.k8s.io/v1/tokenreviews
+ *   Authorization: Bearer <the cluster's reviewer token>
+ *
+ * and forwards the review through the operational session (op
+ * "k8s.tokenreview", PROTOCOL.md 5.1) to the operator, which performs it on
+ * the real API server with its own service account (ct_review_agent) and
+ * sends back the API server's answer: a revoked or expired token is seen
+ * as such. Everything else is refused with a Kubernetes Status body:
+ *   401 Unauthorized   no or a wrong reviewer token (checked first, in
+ *                      constant time)
+ *   403 Forbidden      the tokenreviews path with another method
+ *   404 NotFound       any other path
+ *   400 BadRequest     a body that is not a TokenReview with spec.token
+ *   413 RequestEntityTooLarge  a body over max_body
+ *   503 ServiceUnavailable     no operational session with the cluster
+ *   504 Timeout        the operator did not answer within timeout_ms
+ *   500 InternalError  the operator could not perform the review (its
+ *                      message, e.g. the API server's RBAC refusal)
+ *
+ * TLS: the server certificate (SANs 127.0.0.1 and localhost, or the host
+ * given) is issued at start by the cluster CA from the store
+ * (clusters/<fp>/ca), with a fresh key held in memory only; Vault trusts
+ * the cluster CA certificate (ct_review_server_ca_pem) as
+ * `kubernetes_ca_cert`, which stays the same across bridge restarts. The
+ * CA's key never leaves the bridge.
+ *
+ * The reviewer token: 32 random bytes as 64 hex characters, stored in
+ * clusters/<fp>/reviewer ({"v":1,"token":"<hex>","created_at":<ms>}),
+ * created once (create-only write; racing bridges end up with the same
+ * one) and given to Vault as `token_reviewer_jwt`. It authenticates Vault
+ * to the endpoint only; it is never sent to the cluster.
+ *
+ * Thread-safety: a server runs its own threads (libmicrohttpd, one per
+ * connection, at most max_connections) from ct_review_server_start until
+ * ct_review_server_free; the accessors may be called from any thread. A
+ * ct_review_agent may be used by many session handler threads at once.
+ */
+#ifndef CLOUDTASER_REVIEW_H
+#define CLOUDTASER_REVIEW_H
+
+#include "agent.h"
+#include "common.h"
+#include "context.h"
+#include "k8s.h"
+#include "secret.h"
+#include "store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The one path served. */
+#define CT_REVIEW_PATH "/apis/authentication.k8s.io/v1/tokenreviews"
+/* Largest request body accepted by default (a token is at most 16 KiB). */
+#define CT_REVIEW_DEFAULT_MAX_BODY ((size_t)64 << 10)
+#define CT_REVIEW_DEFAULT_TIMEOUT_MS 10000
+#define CT_REVIEW_DEFAULT_MAX_CONNECTIONS 64u
+/* Length of a reviewer token (hex characters). */
+#define CT_REVIEW_TOKEN_LEN 64
+
+/*
+ * How a server sends a request to the cluster's operator: like
+ * ct_bridge_request (and the default when `bridge` is set). Return
+ * CT_E_NOTFOUND when there is no session with the cluster.
+ */
+typedef ct_err (*ct_review_forward_fn)(void *arg, const char *fingerprint, const void *req,
+                                       size_t len, int timeout_ms, uint8_t **resp,
+                                       size_t *resp_len, ct_error *err);
+
+#define CT_REVIEW_OPTIONS_VERSION 1
+typedef struct ct_review_options {
+    uint32_t version;          /* CT_REVIEW_OPTIONS_VERSION */
+    ct_store *store;           /* required; borrowed for the server's life */
+    const char *fingerprint;   /* required (any case); copied */
+    ct_bridge *bridge;         /* forwards with ct_bridge_request; borrowed */
+    ct_review_forward_fn forward; /* instead of bridge (tests, other wiring) */
+    void *forward_arg;
+    const char *host;          /* IP literal to listen on; NULL: "127.0.0.1" */
+    uint16_t port;             /* 0: chosen by the system */
+    int timeout_ms;            /* per review; 0: CT_REVIEW_DEFAULT_TIMEOUT_MS */
+    size_t max_body;           /* 0: CT_REVIEW_DEFAULT_MAX_BODY */
+    uint32_t max_connections;  /* 0: CT_REVIEW_DEFAULT_MAX_CONNECTIONS */
+    uint32_t cert_days;        /* server certificate validity; 0: 30 */
+} ct_review_options;
+#define CT_REVIEW_OPTIONS_INIT { .version = CT_REVIEW_OPTIONS_VERSION }
+
+typedef struct ct_review_server ct_review_server;
+
+/*
+ * Reads the cluster's reviewer token from clusters/<fp>/reviewer, creating
+ * it (create-only) if `create` and it does not exist. *token: a secret of
+ * CT_REVIEW_TOKEN_LEN bytes (free with ct_secret_free).
+ * Errors: CT_E_INVALID (fingerprint), CT_E_NOTFOUND (none and !create),
+ * CT_E_STORE (a malformed record), the store's errors, CT_E_NOMEM.
+ */
+CT_API ct_err ct_review_token(ct_ctx *ctx, ct_store *store, const char *fingerprint, int create,
+                              ct_secret **token, ct_error *err);
+
+/*
+ * Starts the endpoint for one cluster: reads the cluster CA, issues the
+ * server certificate, reads or creates the reviewer token, listens and
+ * serves (see the top of this file). *out: free with ct_review_server_free.
+ * Errors: CT_E_INVALID (options; no bridge and no forward), CT_E_VERSION,
+ * CT_E_NOTFOUND (the cluster is not registered: no CA), CT_E_ADDRINUSE,
+ * CT_E_IO (cannot listen), the store's and PKI errors, CT_E_NOMEM.
+ */
+CT_API ct_err ct_review_server_start(ct_ctx *ctx, const ct_review_options *opts,
+                                     ct_review_server **out, ct_error *err);
+/* The port listened on. */
+CT_API uint16_t ct_review_server_port(const ct_review_server *s);
+/* "https://HOST:PORT" (IPv6 bracketed): Vault's kubernetes_host. Borrowed. */
+CT_API const char *ct_review_server_url(const ct_review_server *s);
+/* The cluster CA certificate (PEM): Vault's kubernetes_ca_cert. Borrowed. */
+CT_API const char *ct_review_server_ca_pem(const ct_review_server *s);
+/* Requests answered since start, by outcome (for tests and metrics). */
+typedef struct ct_review_stats {
+    uint64_t reviews;          /* forwarded and answered (201) */
+    uint64_t unauthorized;     /* 401 */
+    uint64_t refused;          /* 400, 403, 404, 413 */
+    uint64_t unavailable;      /* 503, 504, 500 */
+} ct_review_stats;
+CT_API void ct_review_server_stats(ct_review_server *s, ct_review_stats *out);
+/* Stops listening, waits for the requests in progress, wipes and frees. NULL: no-op. */
+CT_API void ct_review_server_free(ct_review_server *s);
+
+/* ------------------------------------------------------ operator side */
+
+typedef struct ct_review_agent ct_review_agent;
+
+/*
+ * The operator's side of "k8s.tokenreview": performs reviews with `client`
+ * (borrowed for the agent's life; used under the agent's lock, so the
+ * client is not used by two threads at once; the caller must not use it
+ * meanwhile). Errors: CT_E_INVALID, CT_E_NOMEM.
+ */
+CT_API ct_err ct_review_agent_new(ct_ctx *ctx, ct_k8s_client *client, ct_review_agent **out,
+                                  ct_error *err);
+/*
+ * A ct_agent_handler (arg: the ct_review_agent) for op "k8s.tokenreview":
+ * request {"op":"k8s.tokenreview","token":"<jwt>","audiences":["..."]},
+ * answer {"status":{...}}: the TokenReview status the API server returned
+ * (authenticated, user.username/uid/groups, audiences, error). Errors: the
+ * request is CT_E_INVALID/CT_E_TOOBIG; the review's errors (k8s.h: e.g.
+ * CT_E_DENIED without RBAC create on tokenreviews). The token is wiped
+ * from every copy the handler makes.
+ */
+CT_API ct_err ct_review_agent_handle(void *agent, const char *fingerprint, ct_session *s,
+                                     uint32_t stream, const uint8_t *req, size_t req_len,
+                                     uint8_t **resp, size_t *resp_len, ct_error *err);
+CT_API void ct_review_agent_free(ct_review_agent *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
