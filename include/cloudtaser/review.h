@@ -53,6 +53,7 @@
 #include "k8s.h"
 #include "secret.h"
 #include "store.h"
+#include "vault.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -131,6 +132,34 @@ typedef struct ct_review_stats {
 CT_API void ct_review_server_stats(ct_review_server *s, ct_review_stats *out);
 /* Stops listening, waits for the requests in progress, wipes and frees. NULL: no-op. */
 CT_API void ct_review_server_free(ct_review_server *s);
+
+/* ------------------------------------------------------ Vault set-up */
+
+/*
+ * Configures Vault's Kubernetes auth method for one cluster to use the
+ * endpoint: with `enable`, POST sys/auth/<mount> {"type":"kubernetes"}
+ * (a mount that already exists is fine), then POST auth/<mount>/config
+ * {"kubernetes_host":url,"kubernetes_ca_cert":ca_pem,
+ *  "token_reviewer_jwt":<reviewer>,"disable_local_ca_jwt":true}.
+ * `mount` NULL: "kubernetes-<first 8 characters of the fingerprint>"; the
+ * mount actually used is copied into mount_out (may be NULL; 128 bytes).
+ * `vault` gives the address, token (or token file), namespace and TLS
+ * trust as for the Vault store (ct_vault_options_from_env may fill it).
+ * The token needs this policy (docs/OPERATIONS.md):
+ *   path "sys/auth/kubernetes-*" { capabilities = ["create", "update", "sudo"] }
+ *   path "auth/kubernetes-*"     { capabilities = ["create", "update"] }
+ * (the first only with `enable`). Roles are left to the Vault operator.
+ * Errors: CT_E_INVALID (arguments, a mount name outside [a-zA-Z0-9._-/]),
+ * CT_E_DENIED (403: the message names the path), CT_E_PROTO (another
+ * answer), the HTTP client's errors (CT_E_TLS, CT_E_CERT, CT_E_REFUSED,
+ * CT_E_TIMEOUT, ...). The reviewer token and the Vault token are wiped
+ * from every buffer this call makes.
+ */
+CT_API ct_err ct_review_configure_vault(ct_ctx *ctx, const ct_vault_options *vault,
+                                        const char *mount, const char *fingerprint,
+                                        const char *url, const char *ca_pem,
+                                        const ct_secret *reviewer, int enable,
+                                        char *mount_out, ct_error *err);
 
 /* ------------------------------------------------------ operator side */
 

@@ -5,6 +5,7 @@
  * newline as Go's encoder writes it, Cache-Control: no-store.
  */
 #include "fake_vault.h"
+#include <curl/curl.h>
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
@@ -69,6 +70,8 @@ struct fake_vault {
     char last_ns[256];
     int last_had_token;
     int require_client_cert;
+    struct fv_auth *auths; /* fake_vault_auth.c */
+    unsigned logins;
 };
 
 typedef struct req {
@@ -133,6 +136,7 @@ typedef struct answer {
     const char *ctype; /* NULL: application/json */
     char location[512];
     int retry_after; /* -1: none */
+    struct fv_login *login; /* a Kubernetes login to finish unlocked */
 } answer;
 
 static void answer_json(answer *a, unsigned status, json_t *j)
@@ -195,6 +199,8 @@ static json_t *envelope(const fake_vault *fv, json_t *data, json_t *warnings,
         json_object_set_new(o, "mount_type", json_string(mount_type));
     return o;
 }
+
+#include "fake_vault_auth.c"
 
 static void answer_invalid_path(const fake_vault *fv, answer *a)
 {
@@ -888,6 +894,8 @@ static void serve(fake_vault *fv, struct MHD_Connection *c, const char *url, con
         answer_errors(a, 503, 1, "Vault is sealed");
         return;
     }
+    if (auth_login(fv, method, path, body, blen, a, &a->login))
+        return;
     tok = hdr(c, "X-Vault-Token");
     if (!tok || !*tok) {
         const char *au = hdr(c, "Authorization");
@@ -909,6 +917,14 @@ static void serve(fake_vault *fv, struct MHD_Connection *c, const char *url, con
     if (!t->allow) {
         answer_errors(a, 403, 1, MSG_DENIED);
         return;
+    }
+    {
+        json_error_t je;
+        json_t *jb = body && blen ? json_loadb(body, blen, 0, &je) : json_object();
+        int done = auth_serve(fv, method, path, jb, a);
+        json_decref(jb);
+        if (done)
+            return;
     }
     for (i = 0; i < 2; i++) {
         size_t ml;
@@ -1103,6 +1119,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         fprintf(stderr, "fake-vault: %s %s -> %u%s\n", eff, url, reset ? 0 : a.status,
                 reset || reset_after ? " (connection reset)" : "");
     pthread_mutex_unlock(&fv->mu);
+    if (a.login) {
+        login_finish(fv, a.login, &a);
+        login_free(a.login);
+        a.login = NULL;
+    }
     if (reset || reset_after) {
         free(a.body);
         return MHD_NO; /* closes the connection without an answer */
@@ -1257,6 +1278,7 @@ void fake_vault_stop(fake_vault *fv)
         free(t->token);
         free(t);
     }
+    free_auths(fv);
     free(fv->mounts[0]);
     free(fv->mounts[1]);
     free(fv->fault_body);
@@ -1447,6 +1469,27 @@ void fake_vault_destroy_current(fake_vault *fv, const char *mount, const char *k
         v->data = NULL;
     }
     pthread_mutex_unlock(&fv->mu);
+}
+
+unsigned fake_vault_logins(fake_vault *fv)
+{
+    unsigned n;
+    pthread_mutex_lock(&fv->mu);
+    n = fv->logins;
+    pthread_mutex_unlock(&fv->mu);
+    return n;
+}
+
+char *fake_vault_auth_config(fake_vault *fv, const char *path)
+{
+    fv_auth *m;
+    char *s = NULL;
+    pthread_mutex_lock(&fv->mu);
+    m = find_auth(fv, path, strlen(path));
+    if (m && m->config)
+        s = json_dumps(m->config, JSON_COMPACT | JSON_SORT_KEYS);
+    pthread_mutex_unlock(&fv->mu);
+    return s;
 }
 
 void fake_vault_set_verbose(fake_vault *fv, int on)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fake_k8s.h"
+#include "fake_vault.h"
 #include "testutil.h"
 
 #define FP "0ad50c05-1153-4508-9237-4cb2912e2c23"
@@ -505,6 +506,154 @@ START_TEST(options_and_agent_requests)
 }
 END_TEST
 
+/* The fixture login request (vault-k8s-login-request.json): a projected token. */
+static char *fixture_jwt(void)
+{
+    const char *fx = getenv("CT_SHARED_FIXTURES");
+    char p[1024];
+    json_error_t je;
+    json_t *j;
+    char *s;
+    snprintf(p, sizeof p, "%s/vault-k8s-login-request.json", fx);
+    j = json_load_file(p, 0, &je);
+    ck_assert_ptr_nonnull(j);
+    s = strdup(json_string_value(json_object_get(j, "jwt")));
+    json_decref(j);
+    return s;
+}
+
+static long vault_post(fake_vault *fv, const char *path, const char *token, const char *body,
+                       json_t **out)
+{
+    const char *fx = getenv("CT_TEST_FIXTURES");
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    char url[512], th[300], ca[1024];
+    buf b = { NULL, 0 };
+    long st = 0;
+    snprintf(url, sizeof url, "%s/v1/%s", fake_vault_addr(fv), path);
+    snprintf(ca, sizeof ca, "%s/tls/ca.pem", fx);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+    if (token) {
+        snprintf(th, sizeof th, "X-Vault-Token: %s", token);
+        h = curl_slist_append(h, th);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (out) {
+        json_error_t je;
+        *out = b.p ? json_loads(b.p, 0, &je) : NULL;
+    }
+    free(b.p);
+    return st;
+}
+
+static void check_vault_error(json_t *j, const char *want)
+{
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(j, "errors"), 0)), want);
+    json_decref(j);
+}
+
+/*
+ * The whole path minus the session: Vault (the fake, doing what Vault's
+ * Kubernetes auth does) configured by ct_review_configure_vault calls the
+ * endpoint, which reviews on the API server through the operator's handler.
+ */
+START_TEST(vault_kubernetes_login_through_the_endpoint)
+{
+    ct_review_server *s = start(0, 0);
+    ct_vault_options vo = CT_VAULT_OPTIONS_INIT;
+    fake_vault *fv = fake_vault_start(NULL);
+    char *jwt = fixture_jwt(), ca[1024], mount[128], *cfg;
+    char body[4096], *tok = reviewer();
+    ct_secret *rt = NULL;
+    json_t *j = NULL, *auth;
+    ct_error err;
+
+    ck_assert_ptr_nonnull(fv);
+    fake_vault_add_token(fv, "root-token", 1);
+    fake_vault_add_token(fv, "weak-token", 0);
+    fake_k8s_review_token(g_fk, jwt, POD_USER, AUD);
+    snprintf(ca, sizeof ca, "%s/tls/ca.pem", getenv("CT_TEST_FIXTURES"));
+    vo.address = fake_vault_addr(fv);
+    vo.ca_file = ca;
+    vo.token = "weak-token";
+    ck_ok(ct_review_token(g_ctx, g_store, FP, 0, &rt, &err), &err);
+    ck_err(ct_review_configure_vault(g_ctx, &vo, NULL, FP, ct_review_server_url(s),
+                                     ct_review_server_ca_pem(s), rt, 1, mount, &err),
+           CT_E_DENIED, &err);
+    vo.token = "root-token";
+    ck_ok(ct_review_configure_vault(g_ctx, &vo, NULL, FP, ct_review_server_url(s),
+                                    ct_review_server_ca_pem(s), rt, 1, mount, &err), &err);
+    ck_assert_str_eq(mount, "kubernetes-0ad50c05");
+    /* again: the mount exists, the config is rewritten */
+    ck_ok(ct_review_configure_vault(g_ctx, &vo, NULL, FP, ct_review_server_url(s),
+                                    ct_review_server_ca_pem(s), rt, 1, NULL, &err), &err);
+    cfg = fake_vault_auth_config(fv, "kubernetes-0ad50c05");
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_ptr_nonnull(strstr(cfg, ct_review_server_url(s)));
+    ck_assert_ptr_nonnull(strstr(cfg, tok));
+    free(cfg);
+    ck_assert_int_eq(vault_post(fv, "auth/kubernetes-0ad50c05/role/payments-api", "root-token",
+                                "{\"bound_service_account_names\":[\"payments-api\"],"
+                                "\"bound_service_account_namespaces\":[\"payments\"],"
+                                "\"token_policies\":[\"payments-read\"],\"token_ttl\":3600}",
+                                NULL), 204);
+    ck_assert_int_eq(vault_post(fv, "auth/kubernetes-0ad50c05/role/other", "root-token",
+                                "{\"bound_service_account_names\":[\"other\"],"
+                                "\"bound_service_account_namespaces\":[\"payments\"]}",
+                                NULL), 204);
+    /* valid: the fixture login response's shape, with the role's policies */
+    snprintf(body, sizeof body, "{\"role\":\"payments-api\",\"jwt\":\"%s\"}", jwt);
+    ck_assert_int_eq(vault_post(fv, "auth/kubernetes-0ad50c05/login", NULL, body, &j), 200);
+    auth = json_object_get(j, "auth");
+    ck_assert_int_eq(strncmp(json_string_value(json_object_get(auth, "client_token")), "hvs.", 4),
+                     0);
+    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(auth, "policies"), 1)),
+                     "payments-read");
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(auth, "metadata"),
+                                                       "service_account_uid")),
+                     "3c1e5a7b-2d4f-4c6e-9a8b-1f0e2d3c4b5a");
+    ck_assert_int_eq(json_integer_value(json_object_get(auth, "lease_duration")), 3600);
+    json_decref(j);
+    ck_assert_uint_eq(fake_vault_logins(fv), 1);
+    ck_assert_int_eq(g_forwarded, 1);
+    /* role errors come before any review */
+    snprintf(body, sizeof body, "{\"role\":\"payments-ap\",\"jwt\":\"%s\"}", jwt);
+    ck_assert_int_eq(vault_post(fv, "auth/kubernetes-0ad50c05/login", NULL, body, &j), 400);
+    check_vault_error(j, "invalid role name \"payments-ap\"");
+    snprintf(body, sizeof body, "{\"role\":\"other\",\"jwt\":\"%s\"}", jwt);
+    ck_assert_int_eq(vault_post(fv, "auth/kubernetes-0ad50c05/login", NULL, body, &j), 403);
+    check_vault_error(j, "service account name not authorized");
+    ck_assert_int_eq(g_forwarded, 1);
+    /* revoked on the cluster: the next login is refused (the review sees it) */
+    fake_k8s_revoke_token(g_fk, jwt);
+    snprintf(body, sizeof body, "{\"role\":\"payments-api\",\"jwt\":\"%s\"}", jwt);
+    ck_assert_int_eq(vault_post(fv, "auth/kubernetes-0ad50c05/login", NULL, body, &j), 403);
+    check_vault_error(j, "permission denied");
+    ck_assert_int_eq(g_forwarded, 2);
+    /* no session: still the fixture 403 */
+    g_mode = FW_NONE;
+    ck_assert_int_eq(vault_post(fv, "auth/kubernetes-0ad50c05/login", NULL, body, &j), 403);
+    check_vault_error(j, "permission denied");
+    ck_assert_uint_eq(fake_vault_logins(fv), 1);
+    ct_secret_free(rt);
+    free(tok);
+    free(jwt);
+    fake_vault_stop(fv);
+    ct_review_server_free(s);
+}
+END_TEST
+
 Suite *ct_test_suite(void)
 {
     Suite *s = suite_create("review");
@@ -519,6 +668,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, operator_without_rbac);
     tcase_add_test(tc, tls_is_verified_and_token_is_stable);
     tcase_add_test(tc, options_and_agent_requests);
+    tcase_add_test(tc, vault_kubernetes_login_through_the_endpoint);
     suite_add_tcase(s, tc);
     return s;
 }
