@@ -161,6 +161,31 @@ ct_err ct_review_token(ct_ctx *ctx, ct_store *store, const char *fingerprint, in
     return ctp_err(err, CT_E_CONFLICT, 0, "%.8s...: the reviewer record keeps changing", fp);
 }
 
+ct_err ct_review_cluster_ca(ct_store *store, const char *fingerprint, char **pem,
+                            ct_error *err)
+{
+    char fp[CT_FINGERPRINT_LEN + 1];
+    uint8_t *der = NULL;
+    size_t len = 0;
+    ct_secret *key = NULL;
+    ct_err rc;
+
+    if (!store || !pem)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_review_cluster_ca: NULL argument");
+    *pem = NULL;
+    if ((rc = ct_fingerprint_canonical(fingerprint, fp, err)) != CT_OK)
+        return rc;
+    rc = ctp_boot_read_keypair(store, fp, "ca", &der, &len, &key, err);
+    ct_secret_free(key);
+    if (rc == CT_E_NOTFOUND)
+        return ctp_err(err, CT_E_NOTFOUND, 0, "%.8s...: the cluster is not registered (no CA "
+                       "in the store)", fp);
+    if (rc == CT_OK)
+        rc = ct_cert_der_to_pem(der, len, pem, err);
+    ct_free(der);
+    return rc;
+}
+
 /* --------------------------------------------------------- responses */
 
 typedef struct wbuf {

@@ -107,6 +107,15 @@ CT_API ct_err ct_review_token(ct_ctx *ctx, ct_store *store, const char *fingerpr
                               ct_secret **token, ct_error *err);
 
 /*
+ * The cluster CA certificate from clusters/<fp>/ca as PEM (what Vault needs
+ * as kubernetes_ca_cert): *pem NUL-terminated, free with ct_free.
+ * Errors: CT_E_INVALID, CT_E_NOTFOUND (not registered), CT_E_STORE, the
+ * store's errors, CT_E_NOMEM.
+ */
+CT_API ct_err ct_review_cluster_ca(ct_store *store, const char *fingerprint, char **pem,
+                                   ct_error *err);
+
+/*
  * Starts the endpoint for one cluster: reads the cluster CA, issues the
  * server certificate, reads or creates the reviewer token, listens and
  * serves (see the top of this file). *out: free with ct_review_server_free.

@@ -1,7 +1,8 @@
 /*
  * main.c - cloudtaser-bridge: runs the library's bridge (ct_bridge_*) next
  * to the secret store. Thin: flags, signals, the event display and the
- * requests it serves (a ct_router: ping in this version).
+ * requests it serves (a ct_router: ping in this version), and the
+ * TokenReview endpoints for Vault's Kubernetes auth (review.h).
  */
 #include "../agent/agent_cli.h"
 #include "../store/store_cli.h"
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #define PROG "cloudtaser-bridge"
+#define MAX_REVIEWS 16
 
 static void usage(FILE *f)
 {
@@ -35,6 +37,14 @@ BEACON_FLAGS_HELP
 "  --op-waiters N           connections per cluster in its operational room\n"
 "                           (default: 2)\n"
 "  --scan-interval MS       how often to re-read the store (default: 2000)\n"
+"  --tokenreview FP=HOST[:PORT]\n"
+"                           serve the TokenReview endpoint of cluster FP on\n"
+"                           HOST[:PORT] (an IP address; no port: any) for Vault's\n"
+"                           Kubernetes auth (kubernetes_host; see 'cloudtaser\n"
+"                           source configure-auth'); reviews go through the\n"
+"                           tunnel to the cluster's operator. Repeatable; the\n"
+"                           cluster must be registered. Prints \"tokenreview\n"
+"                           FP8 URL\" once listening\n"
 "  -o, --output json        events as one JSON object per line\n"
 "  -v, --verbose            also log library notices to stderr\n"
 "  -h, --help               this help\n"
@@ -78,7 +88,7 @@ static int parse_uint(const char *opt, const char *s, unsigned long max, unsigne
 int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_AUD, O_LIFE, O_DAYS,
-           O_INITW, O_OPW, O_SCAN };
+           O_INITW, O_OPW, O_SCAN, O_REVIEW };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -92,6 +102,7 @@ int main(int argc, char **argv)
         { "init-waiters", required_argument, 0, O_INITW },
         { "op-waiters", required_argument, 0, O_OPW },
         { "scan-interval", required_argument, 0, O_SCAN },
+        { "tokenreview", required_argument, 0, O_REVIEW },
         { "output", required_argument, 0, 'o' },
         { "verbose", no_argument, 0, 'v' },
         { "help", no_argument, 0, 'h' },
@@ -106,6 +117,9 @@ int main(int argc, char **argv)
     ct_store *store = NULL;
     ct_bridge *b = NULL;
     ct_router *router = NULL;
+    const char *reviews[MAX_REVIEWS];
+    ct_review_server *rs[MAX_REVIEWS] = { 0 };
+    size_t n_reviews = 0, i;
     ct_error err;
     evctx ev = { 0 };
     unsigned long v;
@@ -145,6 +159,14 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             bo.scan_interval_ms = (int)v;
+            break;
+        case O_REVIEW:
+            if (n_reviews == MAX_REVIEWS || !strchr(optarg, '=')) {
+                fprintf(stderr, PROG ": --tokenreview: expected FP=HOST[:PORT] (at most %d)\n",
+                        MAX_REVIEWS);
+                return EXIT_USAGE;
+            }
+            reviews[n_reviews++] = optarg;
             break;
         case 'o':
             if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) {
@@ -205,6 +227,29 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": %s\n", err.message);
         goto out;
     }
+    for (i = 0; i < n_reviews; i++) {
+        ct_review_options ro = CT_REVIEW_OPTIONS_INIT;
+        char fp[128], host[128];
+        uint16_t port;
+        const char *eq = strchr(reviews[i], '=');
+        snprintf(fp, sizeof fp, "%.*s", (int)(eq - reviews[i]), reviews[i]);
+        if (ct_hostport_parse(eq + 1, 0, host, sizeof host, &port, &err) != CT_OK) {
+            fprintf(stderr, PROG ": --tokenreview %s: %s\n", reviews[i], err.message);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        ro.store = store;
+        ro.fingerprint = fp;
+        ro.bridge = b;
+        ro.host = host;
+        ro.port = port;
+        if (ct_review_server_start(ctx, &ro, &rs[i], &err) != CT_OK) {
+            fprintf(stderr, PROG ": --tokenreview %.8s...: %s\n", fp, err.message);
+            goto out;
+        }
+        printf("tokenreview %.8s %s\n", fp, ct_review_server_url(rs[i]));
+        fflush(stdout);
+    }
     install_stop_signals(stop_bridge, b);
     if (ct_bridge_run(b, &err) != CT_OK) {
         fprintf(stderr, PROG ": %s\n", err.message);
@@ -213,6 +258,8 @@ int main(int argc, char **argv)
     rc = EXIT_OK;
 out:
     install_stop_signals(NULL, NULL);
+    for (i = 0; i < n_reviews; i++)
+        ct_review_server_free(rs[i]);
     ct_bridge_free(b);
     ct_router_free(router);
     ct_store_free(store);

@@ -3,7 +3,9 @@
  * in the cluster. Thin: flags, signals, the event display, and an optional
  * request sent once the operational session is up. Without --fingerprint it
  * reads the fingerprint (and, without --jwks-file, the issuer keys) from the
- * Kubernetes API server (k8s.h).
+ * Kubernetes API server (k8s.h). It serves the bridge's requests through a
+ * ct_router: ping, and k8s.tokenreview (review.h) when it can reach the API
+ * server (in a pod, or with --kubeconfig / --context).
  */
 #include "../agent/agent_cli.h"
 
@@ -51,6 +53,11 @@ BEACON_FLAGS_HELP
 "                           digits, printed by 'cloudtaser source register'); the\n"
 "                           first bootstrap then verifies it talks to that\n"
 "                           cluster's bridge\n"
+"  --no-tokenreview         do not perform TokenReviews for the bridge (by default\n"
+"                           they are served, with this operator's service account,\n"
+"                           whenever the API server is reachable: in a pod or\n"
+"                           with --kubeconfig/--context; needs RBAC create on\n"
+"                           tokenreviews, e.g. ClusterRole system:auth-delegator)\n"
 "  --request JSON           once the session is up, send this request to the\n"
 "                           bridge and print the answer (e.g. '{\"op\":\"ping\"}')\n"
 "  --exit-after-request     exit after --request has been answered\n"
@@ -116,7 +123,7 @@ static void *request_thread(void *arg)
 int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_FP, O_TOKEN, O_JWKS, O_REQ, O_EXIT, O_ROOM,
-           O_TIMEOUT, O_KUBECONFIG, O_CONTEXT, O_JWKS_API };
+           O_TIMEOUT, O_KUBECONFIG, O_CONTEXT, O_JWKS_API, O_NO_REVIEW };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -129,6 +136,7 @@ int main(int argc, char **argv)
         { "jwks-from-api", no_argument, 0, O_JWKS_API },
         { "kubeconfig", required_argument, 0, O_KUBECONFIG },
         { "context", required_argument, 0, O_CONTEXT },
+        { "no-tokenreview", no_argument, 0, O_NO_REVIEW },
         { "request", required_argument, 0, O_REQ },
         { "operational-room", required_argument, 0, O_ROOM },
         { "exit-after-request", no_argument, 0, O_EXIT },
@@ -145,7 +153,10 @@ int main(int argc, char **argv)
     const char *fp = NULL, *jwks_file = NULL;
     char *jwks = NULL, why[256], api_fp[CT_FINGERPRINT_LEN + 1];
     ct_k8s_options ko = CT_K8S_OPTIONS_INIT;
-    int jwks_from_api = 0, jwks_is_api = 0;
+    int jwks_from_api = 0, jwks_is_api = 0, no_review = 0;
+    ct_k8s_client *kc = NULL;
+    ct_review_agent *agent = NULL;
+    ct_router *router = NULL;
     size_t jwks_len = 0;
     uint8_t room[32];
     ct_ctx *ctx = NULL;
@@ -168,6 +179,7 @@ int main(int argc, char **argv)
         case O_JWKS_API: jwks_from_api = 1; break;
         case O_KUBECONFIG: ko.kubeconfig = optarg; break;
         case O_CONTEXT: ko.context = optarg; break;
+        case O_NO_REVIEW: no_review = 1; break;
         case O_REQ: a.request = optarg; break;
         case O_ROOM:
             if (ct_unhex(optarg, room, sizeof room, &err) != CT_OK) {
@@ -245,13 +257,11 @@ int main(int argc, char **argv)
     }
     if (!fp || jwks_from_api) {
         /* the Kubernetes API server: the fingerprint, and the issuer keys */
-        ct_k8s_client *kc = NULL;
         int fatal = 1;
         if (ct_k8s_client_new(ctx, &ko, &kc, &err) != CT_OK ||
             (!fp && ct_fingerprint(ctx, kc, api_fp, &err) != CT_OK)) {
             fprintf(stderr, PROG ": cannot read the cluster fingerprint from the Kubernetes API "
                             "(or pass --fingerprint): %s\n", err.message);
-            ct_k8s_client_free(kc);
             goto out;
         }
         if (!fp) {
@@ -268,13 +278,27 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr, PROG ": %s: cannot read the issuer keys from the Kubernetes API: %s\n",
                     fatal ? "error" : "warning", err.message);
-            if (fatal) {
-                ct_k8s_client_free(kc);
+            if (fatal)
                 goto out;
-            }
         }
-        ct_k8s_client_free(kc);
     }
+    /* TokenReviews for the bridge (Vault's Kubernetes auth through the tunnel) */
+    if (!no_review && !kc && (ko.kubeconfig || ko.context || getenv("KUBERNETES_SERVICE_HOST")) &&
+        ct_k8s_client_new(ctx, &ko, &kc, &err) != CT_OK) {
+        fprintf(stderr, PROG ": warning: no TokenReviews for the bridge: %s\n", err.message);
+        kc = NULL;
+    }
+    if (ct_router_new(&router, &err) != CT_OK ||
+        ct_router_add(router, "ping", ct_router_ping, NULL, &err) != CT_OK ||
+        (!no_review && kc &&
+         (ct_review_agent_new(ctx, kc, &agent, &err) != CT_OK ||
+          ct_router_add(router, "k8s.tokenreview", ct_review_agent_handle, agent, &err) !=
+              CT_OK))) {
+        fprintf(stderr, PROG ": %s\n", err.message);
+        goto out;
+    }
+    oo.handler = ct_router_handle;
+    oo.handler_arg = router;
     oo.fingerprint = fp;
     oo.beacon = &bf.opts;
     oo.jwks = jwks;
@@ -307,6 +331,9 @@ out:
     }
     install_stop_signals(NULL, NULL);
     ct_operator_free(a.op);
+    ct_router_free(router);
+    ct_review_agent_free(agent);
+    ct_k8s_client_free(kc);
     ct_ctx_free(ctx);
     if (jwks_is_api)
         ct_free(jwks);
