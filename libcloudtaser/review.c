@@ -13,6 +13,7 @@
 #include "internal.h"
 
 #include "cloudtaser/review.h"
+#include "cloudtaser/jwt.h"
 #include "cloudtaser/pki.h"
 #include "cloudtaser/room.h"
 
@@ -728,6 +729,7 @@ struct ct_review_agent {
     ct_ctx *ctx;
     ct_k8s_client *client;
     pthread_mutex_t mu;
+    char *last_jwks; /* the last set the bridge accepted (canonical), or NULL */
 };
 
 ct_err ct_review_agent_new(ct_ctx *ctx, ct_k8s_client *client, ct_review_agent **out,
@@ -751,6 +753,7 @@ void ct_review_agent_free(ct_review_agent *a)
     if (!a)
         return;
     pthread_mutex_destroy(&a->mu);
+    free(a->last_jwks);
     free(a);
 }
 
@@ -857,4 +860,215 @@ ct_err ct_review_agent_handle(void *agent, const char *fingerprint, ct_session *
     *resp = (uint8_t *)b;
     *resp_len = n;
     return CT_OK;
+}
+
+/* ------------------------------------------------- issuer key rotation */
+
+struct ct_review_jwks_sink {
+    ct_ctx *ctx;
+    ct_store *store;
+};
+
+ct_err ct_review_jwks_sink_new(ct_ctx *ctx, ct_store *store, ct_review_jwks_sink **out,
+                               ct_error *err)
+{
+    ct_review_jwks_sink *k;
+    if (!ctx || !store || !out)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_review_jwks_sink_new: NULL argument");
+    if (!(k = calloc(1, sizeof *k)))
+        return ctp_err(err, CT_E_NOMEM, 0, "out of memory");
+    k->ctx = ctx;
+    k->store = store;
+    *out = k;
+    return CT_OK;
+}
+
+void ct_review_jwks_sink_free(ct_review_jwks_sink *k)
+{
+    free(k);
+}
+
+/* 1 if the two canonical sets have a key in common. */
+static int sets_overlap(const char *a, const char *b)
+{
+    json_error_t je;
+    json_t *ja = json_loads(a, 0, &je), *jb = json_loads(b, 0, &je), *x, *y;
+    size_t i, j;
+    int hit = 0;
+    json_array_foreach(json_object_get(ja, "keys"), i, x)
+        json_array_foreach(json_object_get(jb, "keys"), j, y)
+            if (json_equal(x, y))
+                hit = 1;
+    json_decref(ja);
+    json_decref(jb);
+    return hit;
+}
+
+ct_err ct_review_jwks_handle(void *sink, const char *fingerprint, ct_session *s,
+                             uint32_t stream, const uint8_t *req, size_t req_len,
+                             uint8_t **resp, size_t *resp_len, ct_error *err)
+{
+    ct_review_jwks_sink *k = sink;
+    char key[CT_STORE_KEY_MAX + 1], *canon = NULL, *text = NULL, *out = NULL;
+    const char *status = "unchanged";
+    ct_jwks *set = NULL;
+    json_t *in, *jw;
+    json_error_t je;
+    size_t n = 0, nkeys = 0;
+    int attempt;
+    ct_err rc;
+    (void)s;
+    (void)stream;
+
+    *resp = NULL;
+    *resp_len = 0;
+    if (!k || !fingerprint)
+        return ctp_err(err, CT_E_INVALID, 0, "k8s.jwks: no sink");
+    in = json_loadb((const char *)req, req_len, JSON_REJECT_DUPLICATES, &je);
+    jw = json_object_get(in, "jwks");
+    if (!json_is_object(jw) || !(text = dump(jw, &n))) {
+        json_decref(in);
+        return ctp_err(err, CT_E_INVALID, 0, "k8s.jwks: the request has no key set (\"jwks\")");
+    }
+    json_decref(in);
+    rc = ct_jwks_parse(k->ctx, text, n, &set, err);
+    free(text);
+    if (rc == CT_OK) {
+        nkeys = ct_jwks_count(set);
+        rc = ct_jwks_serialize(set, &canon, err);
+    }
+    ct_jwks_free(set);
+    if (rc != CT_OK)
+        return rc;
+    ctp_boot_key(key, sizeof key, fingerprint, "initialized");
+    for (attempt = 0; attempt < 5; attempt++) {
+        ctp_boot_record *rec = NULL;
+        ct_secret *v = NULL;
+        char *body = NULL;
+        size_t blen = 0;
+        uint64_t ver = 0;
+
+        rc = ct_store_get(k->store, key, &v, &ver, err);
+        if (rc == CT_E_NOTFOUND) {
+            rc = ctp_err(err, CT_E_STATE, 0, "%.8s...: the cluster is not initialized: no "
+                         "pinned keys to update", fingerprint);
+            break;
+        }
+        if (rc == CT_OK)
+            rc = ctp_boot_record_decode(key, fingerprint, ct_secret_data(v), ct_secret_len(v),
+                                        &rec, err);
+        ct_secret_free(v);
+        if (rc != CT_OK)
+            break;
+        if (!rec->jwks) {
+            ctp_boot_record_free(rec);
+            rc = ctp_err(err, CT_E_STATE, 0, "%.8s...: the cluster was initialized without "
+                         "pinning issuer keys; nothing to update", fingerprint);
+            break;
+        }
+        if (strcmp(rec->jwks, canon) == 0) {
+            ctp_boot_record_free(rec);
+            status = "unchanged";
+            break;
+        }
+        if (!sets_overlap(rec->jwks, canon)) {
+            ctp_boot_record_free(rec);
+            rc = ctp_err(err, CT_E_DENIED, 0, "%.8s...: the new issuer key set shares no key "
+                         "with the pinned one (a rotation publishes old and new keys side by "
+                         "side); refused", fingerprint);
+            break;
+        }
+        free(rec->jwks);
+        rec->jwks = canon;
+        canon = NULL;
+        rec->updated_at = ct_ctx_wall_ms(k->ctx);
+        rc = ctp_boot_record_encode(rec, &body, &blen, err);
+        canon = rec->jwks; /* keep it for a retry */
+        rec->jwks = NULL;
+        ctp_boot_record_free(rec);
+        if (rc == CT_OK)
+            rc = ct_store_put(k->store, key, body, blen, (int64_t)ver, NULL, err);
+        ct_free(body);
+        if (rc == CT_OK) {
+            status = "updated";
+            ctp_log(k->ctx, CT_LOG_NOTICE, "review.jwks", "%.8s...: pinned issuer keys "
+                    "updated (%zu keys)", fingerprint, nkeys);
+            break;
+        }
+        if (rc != CT_E_CONFLICT)
+            break;
+    }
+    if (attempt == 5)
+        rc = ctp_err(err, CT_E_CONFLICT, 0, "%.8s...: the claim record kept changing",
+                     fingerprint);
+    free(canon);
+    if (rc != CT_OK)
+        return rc;
+    out = malloc(64);
+    if (!out)
+        return ctp_err(err, CT_E_NOMEM, 0, "out of memory");
+    n = (size_t)snprintf(out, 64, "{\"status\":\"%s\",\"keys\":%zu}", status, nkeys);
+    *resp = (uint8_t *)out;
+    *resp_len = n;
+    return CT_OK;
+}
+
+ct_err ct_review_agent_sync_jwks(ct_review_agent *a, ct_operator *op, int timeout_ms,
+                                 int *pushed, ct_error *err)
+{
+    char *json = NULL, *msg = NULL, *canon = NULL;
+    ct_jwks *set = NULL;
+    uint8_t *resp = NULL;
+    size_t len = 0, rlen = 0, n;
+    ct_err rc;
+
+    if (pushed)
+        *pushed = 0;
+    if (!a || !op)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_review_agent_sync_jwks: NULL argument");
+    pthread_mutex_lock(&a->mu);
+    rc = ct_k8s_get_jwks(a->client, &json, &len, err);
+    pthread_mutex_unlock(&a->mu);
+    if (rc != CT_OK)
+        return rc;
+    rc = ct_jwks_parse(a->ctx, json, len, &set, err);
+    if (rc == CT_OK)
+        rc = ct_jwks_serialize(set, &canon, err);
+    ct_jwks_free(set);
+    if (rc != CT_OK) {
+        ct_free(json);
+        return rc;
+    }
+    pthread_mutex_lock(&a->mu);
+    n = a->last_jwks && strcmp(a->last_jwks, canon) == 0;
+    pthread_mutex_unlock(&a->mu);
+    if (n) {
+        ct_free(json);
+        ct_free(canon);
+        return CT_OK;
+    }
+    n = len + 32;
+    msg = malloc(n);
+    if (!msg) {
+        ct_free(json);
+        ct_free(canon);
+        return ctp_err(err, CT_E_NOMEM, 0, "out of memory");
+    }
+    n = (size_t)snprintf(msg, n, "{\"op\":\"k8s.jwks\",\"jwks\":%s}", json);
+    ct_free(json);
+    rc = ct_operator_request(op, msg, n, timeout_ms, &resp, &rlen, err);
+    free(msg);
+    ct_free(resp);
+    if (rc == CT_OK) {
+        pthread_mutex_lock(&a->mu);
+        free(a->last_jwks);
+        a->last_jwks = canon;
+        canon = NULL;
+        pthread_mutex_unlock(&a->mu);
+        if (pushed)
+            *pushed = 1;
+        ctp_log(a->ctx, CT_LOG_INFO, "review.jwks", "issuer keys pushed to the bridge");
+    }
+    ct_free(canon);
+    return rc;
 }

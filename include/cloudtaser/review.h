@@ -196,6 +196,57 @@ CT_API ct_err ct_review_agent_handle(void *agent, const char *fingerprint, ct_se
                                      uint8_t **resp, size_t *resp_len, ct_error *err);
 CT_API void ct_review_agent_free(ct_review_agent *a);
 
+/* ----------------------------------------- issuer key rotation (JWKS) */
+
+/*
+ * The offline fallback (Vault's JWT auth, the bridge's own token checks)
+ * relies on the issuer keys pinned at the first bootstrap in
+ * clusters/<fp>/initialized. When the cluster rotates its service-account
+ * signing key, the operator pushes the new set (op "k8s.jwks", PROTOCOL.md
+ * 5.2): {"op":"k8s.jwks","jwks":{<JWK Set>}}, answered
+ * {"status":"updated"|"unchanged","keys":N}.
+ *
+ * The bridge's rule: the request arrives over the cluster's authenticated
+ * operational session (mTLS under the cluster CA, so it comes from the
+ * holder of a broker certificate for this cluster); the cluster must be
+ * initialized with a pinned set; the new set must parse and have a usable
+ * key, and share at least one key with the pinned set (Kubernetes
+ * publishes the old and the new key side by side during a rotation, so a
+ * rotation is seen as a superset, then the old key dropping: a set
+ * replaced wholesale is refused, CT_E_DENIED). The record is rewritten
+ * with check-and-set on its version (re-read and retried on a conflict,
+ * at most 5 times); issuer, subject, audience and the replay list are
+ * kept.
+ */
+typedef struct ct_review_jwks_sink ct_review_jwks_sink;
+
+/* Bridge side. `store` borrowed for the sink's life. Errors: CT_E_INVALID, CT_E_NOMEM. */
+CT_API ct_err ct_review_jwks_sink_new(ct_ctx *ctx, ct_store *store, ct_review_jwks_sink **out,
+                                      ct_error *err);
+/*
+ * A ct_agent_handler (arg: the sink) for op "k8s.jwks". Errors: CT_E_INVALID
+ * (no or a malformed key set, no usable key), CT_E_STATE (the cluster is
+ * not initialized, or was initialized without pinning keys), CT_E_DENIED
+ * (no key in common with the pinned set), CT_E_CONFLICT (the record kept
+ * changing), the store's errors. Thread-safe.
+ */
+CT_API ct_err ct_review_jwks_handle(void *sink, const char *fingerprint, ct_session *s,
+                                    uint32_t stream, const uint8_t *req, size_t req_len,
+                                    uint8_t **resp, size_t *resp_len, ct_error *err);
+CT_API void ct_review_jwks_sink_free(ct_review_jwks_sink *k);
+
+/*
+ * Operator side: reads /openid/v1/jwks with the agent's client (under its
+ * lock) and, if it differs from the last set pushed successfully (or none
+ * was), sends it to the bridge with ct_operator_request. *pushed (may be
+ * NULL): 1 if a push was answered, 0 if nothing changed. Call it
+ * periodically (cloudtaser-operator: every --jwks-interval seconds).
+ * Errors: those of ct_k8s_get_jwks and ct_operator_request (the bridge's
+ * refusal codes above). Thread-safe.
+ */
+CT_API ct_err ct_review_agent_sync_jwks(ct_review_agent *a, ct_operator *op, int timeout_ms,
+                                        int *pushed, ct_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -117,6 +117,7 @@ int main(int argc, char **argv)
     ct_store *store = NULL;
     ct_bridge *b = NULL;
     ct_router *router = NULL;
+    ct_review_jwks_sink *sink = NULL;
     const char *reviews[MAX_REVIEWS];
     ct_review_server *rs[MAX_REVIEWS] = { 0 };
     size_t n_reviews = 0, i;
@@ -215,7 +216,9 @@ int main(int argc, char **argv)
     bo.store = store;
     bo.beacon = &bf.opts;
     if (ct_router_new(&router, &err) != CT_OK ||
-        ct_router_add(router, "ping", ct_router_ping, NULL, &err) != CT_OK) {
+        ct_router_add(router, "ping", ct_router_ping, NULL, &err) != CT_OK ||
+        ct_review_jwks_sink_new(ctx, store, &sink, &err) != CT_OK ||
+        ct_router_add(router, "k8s.jwks", ct_review_jwks_handle, sink, &err) != CT_OK) {
         fprintf(stderr, PROG ": %s\n", err.message);
         goto out;
     }
@@ -262,6 +265,7 @@ out:
         ct_review_server_free(rs[i]);
     ct_bridge_free(b);
     ct_router_free(router);
+    ct_review_jwks_sink_free(sink);
     ct_store_free(store);
     ct_ctx_free(ctx);
     ct_thread_cleanup();

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PROG "cloudtaser-operator"
 
@@ -58,6 +59,10 @@ BEACON_FLAGS_HELP
 "                           whenever the API server is reachable: in a pod or\n"
 "                           with --kubeconfig/--context; needs RBAC create on\n"
 "                           tokenreviews, e.g. ClusterRole system:auth-delegator)\n"
+"  --jwks-interval SECONDS  how often to read the issuer keys (/openid/v1/jwks)\n"
+"                           and push them to the bridge when they changed (a\n"
+"                           rotation; default 300, 0: never). Needs the API\n"
+"                           server, as the TokenReviews do\n"
 "  --request JSON           once the session is up, send this request to the\n"
 "                           bridge and print the answer (e.g. '{\"op\":\"ping\"}')\n"
 "  --exit-after-request     exit after --request has been answered\n"
@@ -95,6 +100,47 @@ static void stop_operator(void *arg)
     ct_operator_stop(arg);
 }
 
+/* Pushes the issuer keys to the bridge when they change (a rotation). */
+typedef struct jwks_sync {
+    ct_review_agent *agent;
+    ct_operator *op;
+    int interval_s;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+} jwks_sync;
+
+static void *jwks_thread(void *arg)
+{
+    jwks_sync *j = arg;
+    pthread_mutex_lock(&j->mu);
+    while (!j->stop) {
+        struct timespec ts;
+        ct_error err;
+        int pushed = 0;
+        ct_err rc;
+        pthread_mutex_unlock(&j->mu);
+        rc = ct_review_agent_sync_jwks(j->agent, j->op, 30000, &pushed, &err);
+        pthread_mutex_lock(&j->mu);
+        if (j->stop) /* shutting down: the session went away under the request */
+            break;
+        pthread_mutex_unlock(&j->mu);
+        if (rc != CT_OK && rc != CT_E_CLOSED) /* a dropped session: next interval */
+            fprintf(stderr, PROG ": warning: issuer keys not pushed: %s (%s)\n", err.message,
+                    ct_err_name(rc));
+        else if (pushed)
+            fprintf(stderr, PROG ": issuer keys pushed to the bridge\n");
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += j->interval_s;
+        pthread_mutex_lock(&j->mu);
+        while (!j->stop && pthread_cond_timedwait(&j->cv, &j->mu, &ts) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&j->mu);
+    ct_thread_cleanup();
+    return NULL;
+}
+
 static void *request_thread(void *arg)
 {
     app *a = arg;
@@ -123,7 +169,7 @@ static void *request_thread(void *arg)
 int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_FP, O_TOKEN, O_JWKS, O_REQ, O_EXIT, O_ROOM,
-           O_TIMEOUT, O_KUBECONFIG, O_CONTEXT, O_JWKS_API, O_NO_REVIEW };
+           O_TIMEOUT, O_KUBECONFIG, O_CONTEXT, O_JWKS_API, O_NO_REVIEW, O_JWKS_IVL };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -137,6 +183,7 @@ int main(int argc, char **argv)
         { "kubeconfig", required_argument, 0, O_KUBECONFIG },
         { "context", required_argument, 0, O_CONTEXT },
         { "no-tokenreview", no_argument, 0, O_NO_REVIEW },
+        { "jwks-interval", required_argument, 0, O_JWKS_IVL },
         { "request", required_argument, 0, O_REQ },
         { "operational-room", required_argument, 0, O_ROOM },
         { "exit-after-request", no_argument, 0, O_EXIT },
@@ -162,7 +209,9 @@ int main(int argc, char **argv)
     ct_ctx *ctx = NULL;
     ct_error err;
     app a = { .timeout_s = 60, .result = EXIT_OK };
-    pthread_t rq;
+    pthread_t rq, jt;
+    jwks_sync sync = { .interval_s = 300 };
+    int jt_started = 0;
     int c, verbose = 0, rc = EXIT_FAIL, rq_started = 0;
 
     memset(&bf, 0, sizeof bf);
@@ -180,6 +229,16 @@ int main(int argc, char **argv)
         case O_KUBECONFIG: ko.kubeconfig = optarg; break;
         case O_CONTEXT: ko.context = optarg; break;
         case O_NO_REVIEW: no_review = 1; break;
+        case O_JWKS_IVL: {
+            char *end;
+            long t = strtol(optarg, &end, 10);
+            if (!*optarg || *end || t < 0 || t > 86400) {
+                fprintf(stderr, PROG ": --jwks-interval: expected 0 to 86400 seconds\n");
+                return EXIT_USAGE;
+            }
+            sync.interval_s = (int)t;
+            break;
+        }
         case O_REQ: a.request = optarg; break;
         case O_ROOM:
             if (ct_unhex(optarg, room, sizeof room, &err) != CT_OK) {
@@ -310,6 +369,17 @@ int main(int argc, char **argv)
         goto out;
     }
     install_stop_signals(stop_operator, a.op);
+    if (agent && sync.interval_s > 0) {
+        sync.agent = agent;
+        sync.op = a.op;
+        pthread_mutex_init(&sync.mu, NULL);
+        pthread_cond_init(&sync.cv, NULL);
+        if (pthread_create(&jt, NULL, jwks_thread, &sync) != 0) {
+            fprintf(stderr, PROG ": cannot start the issuer key thread\n");
+            goto out;
+        }
+        jt_started = 1;
+    }
     if (a.request) {
         if (pthread_create(&rq, NULL, request_thread, &a) != 0) {
             fprintf(stderr, PROG ": cannot start the request thread\n");
@@ -323,6 +393,16 @@ int main(int argc, char **argv)
     }
     rc = EXIT_OK;
 out:
+    if (jt_started) {
+        ct_operator_stop(a.op);
+        pthread_mutex_lock(&sync.mu);
+        sync.stop = 1;
+        pthread_cond_broadcast(&sync.cv);
+        pthread_mutex_unlock(&sync.mu);
+        pthread_join(jt, NULL);
+        pthread_mutex_destroy(&sync.mu);
+        pthread_cond_destroy(&sync.cv);
+    }
     if (rq_started) {
         ct_operator_stop(a.op);
         pthread_join(rq, NULL);
