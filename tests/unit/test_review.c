@@ -654,6 +654,155 @@ START_TEST(vault_kubernetes_login_through_the_endpoint)
 }
 END_TEST
 
+/* A JWK set with the keys of both sets (JSON texts). */
+static char *union_sets(const char *a, const char *b)
+{
+    json_error_t je;
+    json_t *ja = json_loads(a, 0, &je), *jb = json_loads(b, 0, &je);
+    char *s;
+    ck_assert_ptr_nonnull(ja);
+    ck_assert_ptr_nonnull(jb);
+    json_array_extend(json_object_get(ja, "keys"), json_object_get(jb, "keys"));
+    s = json_dumps(ja, JSON_COMPACT);
+    json_decref(ja);
+    json_decref(jb);
+    return s;
+}
+
+static char *canonical(const char *set)
+{
+    ct_jwks *j = NULL;
+    char *c = NULL;
+    ct_error err;
+    ck_ok(ct_jwks_parse(g_ctx, set, strlen(set), &j, &err), &err);
+    ck_ok(ct_jwks_serialize(j, &c, &err), &err);
+    ct_jwks_free(j);
+    return c;
+}
+
+static ct_err push(ct_review_jwks_sink *k, const char *set, char **answer, ct_error *err)
+{
+    char *req = malloc(strlen(set) + 64);
+    uint8_t *resp = NULL;
+    size_t len = 0;
+    ct_err rc;
+    sprintf(req, "{\"op\":\"k8s.jwks\",\"jwks\":%s}", set);
+    rc = ct_review_jwks_handle(k, FP, NULL, 0, (const uint8_t *)req, strlen(req), &resp, &len,
+                               err);
+    free(req);
+    if (answer)
+        *answer = resp ? strndup((char *)resp, len) : NULL;
+    free(resp);
+    return rc;
+}
+
+/* The pinned set in clusters/<fp>/initialized, and the record's version. */
+static json_t *pinned(uint64_t *ver)
+{
+    ct_secret *v = NULL;
+    json_error_t je;
+    json_t *j;
+    ct_error err;
+    ck_ok(ct_store_get(g_store, "clusters/" FP "/initialized", &v, ver, &err), &err);
+    j = json_loadb((const char *)ct_secret_data(v), ct_secret_len(v), 0, &je);
+    ct_secret_free(v);
+    ck_assert_ptr_nonnull(j);
+    return j;
+}
+
+START_TEST(jwks_rotation_rules)
+{
+    const char *fx = getenv("CT_SHARED_FIXTURES");
+    char path[1024], *fixture, *c1, *ans = NULL, *j2 = NULL, *j3 = NULL, *sup, *rec_s;
+    ct_review_jwks_sink *k = NULL;
+    ct_key *k2 = NULL, *k3 = NULL;
+    json_t *rec, *p;
+    json_error_t je;
+    uint64_t v1, v2;
+    ct_error err;
+    FILE *f;
+    long n;
+
+    snprintf(path, sizeof path, "%s/k8s-jwks.json", fx);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    rewind(f);
+    fixture = calloc(1, (size_t)n + 1);
+    ck_assert_int_eq(fread(fixture, 1, (size_t)n, f), n);
+    fclose(f);
+    ck_ok(ct_review_jwks_sink_new(g_ctx, g_store, &k, &err), &err);
+    /* not initialized: nothing to update */
+    ck_err(push(k, fixture, NULL, &err), CT_E_STATE, &err);
+    /* the claim record as the first bootstrap writes it (PROTOCOL.md 2.5) */
+    c1 = canonical(fixture);
+    rec = json_pack("{s:i,s:s,s:I,s:I,s:s,s:o,s:s,s:s,s:i,s:[]}", "v", 1, "fingerprint", FP,
+                    "initialized_at", (json_int_t)1767225600000, "updated_at",
+                    (json_int_t)1767225600000, "audience", "cloudtaser-bridge", "jwks",
+                    json_loads(c1, 0, &je), "issuer",
+                    "https://kubernetes.default.svc.cluster.local", "subject",
+                    "system:serviceaccount:cloudtaser:operator", "reissues", 0, "jtis");
+    rec_s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(rec);
+    ck_ok(ct_store_put(g_store, "clusters/" FP "/initialized", rec_s, strlen(rec_s), 0, NULL,
+                       &err), &err);
+    free(rec_s);
+    /* the same set: unchanged */
+    ck_ok(push(k, fixture, &ans, &err), &err);
+    ck_assert_str_eq(ans, "{\"status\":\"unchanged\",\"keys\":1}");
+    free(ans);
+    json_decref(pinned(&v1));
+    /* a rotation: old and new key side by side, then the old one gone */
+    ck_ok(ct_key_generate(g_ctx, &k2, &err), &err);
+    ck_ok(ct_key_generate(g_ctx, &k3, &err), &err);
+    ck_ok(ct_jwks_from_key(k2, &j2, &err), &err);
+    ck_ok(ct_jwks_from_key(k3, &j3, &err), &err);
+    sup = union_sets(fixture, j2);
+    ck_ok(push(k, sup, &ans, &err), &err);
+    ck_assert_str_eq(ans, "{\"status\":\"updated\",\"keys\":2}");
+    free(ans);
+    rec = pinned(&v2);
+    ck_assert_uint_gt(v2, v1);
+    p = json_object_get(rec, "jwks");
+    ck_assert_int_eq(json_array_size(json_object_get(p, "keys")), 2);
+    /* everything else is kept */
+    ck_assert_str_eq(json_string_value(json_object_get(rec, "subject")),
+                     "system:serviceaccount:cloudtaser:operator");
+    ck_assert_int_eq(json_integer_value(json_object_get(rec, "initialized_at")), 1767225600000);
+    json_decref(rec);
+    ck_ok(push(k, j2, &ans, &err), &err);
+    ck_assert_str_eq(ans, "{\"status\":\"updated\",\"keys\":1}");
+    free(ans);
+    /* a set that shares no key with the pinned one: refused, nothing written */
+    ck_err(push(k, j3, NULL, &err), CT_E_DENIED, &err);
+    ck_err(push(k, fixture, NULL, &err), CT_E_DENIED, &err);
+    rec = pinned(&v1);
+    ck_assert_uint_eq(v1, v2 + 1);
+    {
+        char *c2 = canonical(j2), *got = json_dumps(json_object_get(rec, "jwks"),
+                                                    JSON_COMPACT | JSON_SORT_KEYS);
+        ck_assert_str_eq(got, c2);
+        free(c2);
+        free(got);
+    }
+    json_decref(rec);
+    /* malformed requests */
+    ck_err(push(k, "{\"keys\":[]}", NULL, &err), CT_E_INVALID, &err);
+    ck_err(push(k, "[1]", NULL, &err), CT_E_INVALID, &err);
+    ck_err(ct_review_jwks_handle(k, FP, NULL, 0, (const uint8_t *)"{}", 2, (uint8_t **)&ans,
+                                 &v1, &err), CT_E_INVALID, &err);
+    ct_key_free(k2);
+    ct_key_free(k3);
+    ct_free(j2);
+    ct_free(j3);
+    free(sup);
+    free(c1);
+    free(fixture);
+    ct_review_jwks_sink_free(k);
+}
+END_TEST
+
 Suite *ct_test_suite(void)
 {
     Suite *s = suite_create("review");
@@ -669,6 +818,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, tls_is_verified_and_token_is_stable);
     tcase_add_test(tc, options_and_agent_requests);
     tcase_add_test(tc, vault_kubernetes_login_through_the_endpoint);
+    tcase_add_test(tc, jwks_rotation_rules);
     suite_add_tcase(s, tc);
     return s;
 }
