@@ -9,7 +9,9 @@
 #   beacon, bridge (--tokenreview), operator (--kubeconfig for fake-k8s)
 # cloudtaser source configure-auth points the auth mount at the bridge's
 # endpoint; a pod token then logs in (valid: a token with the role's
-# policies; expired and revoked: the fixture 403). Every wait is bounded.
+# policies; expired and revoked: the fixture 403). Then the cluster rotates
+# its issuer key: the operator pushes the new set and the bridge pins it.
+# Every wait is bounded.
 set -euo pipefail
 
 build=$(cd "$1" && pwd)
@@ -74,7 +76,8 @@ mkdir -m 700 "$tmp/iss"
 "$ISSUER" "$tmp/iss"
 UID_=$(cat /proc/sys/kernel/random/uuid)
 mkdir "$tmp/k8s"
-"$FAKE" --dir "$tmp/k8s" --uid "$UID_" --jwks "$tmp/iss/jwks.json" --reviews "$tmp/reviews" \
+cp "$tmp/iss/jwks.json" "$tmp/jwks-served.json"
+"$FAKE" --dir "$tmp/k8s" --uid "$UID_" --jwks "$tmp/jwks-served.json" --reviews "$tmp/reviews" \
   --seconds 200 > "$tmp/fake-k8s.out" 2> "$tmp/fake-k8s.log" &
 k8s_pid=$!
 pids+=($k8s_pid)
@@ -109,7 +112,7 @@ FP=$("$CT" target fingerprint --kubeconfig "$KC" -o json | json 'd["fingerprint"
 export CLOUDTASER_STORE=$tmp/store.db
 "$CT" source register --fingerprint "$FP" > "$tmp/register.out"
 
-"$BRIDGE" "${B[@]}" --scan-interval 300 --tokenreview "$FP=127.0.0.1" -o json \
+"$BRIDGE" "${B[@]}" --scan-interval 300 --tokenreview "$FP=127.0.0.1" -o json -v \
   > "$tmp/bridge.out" 2> "$tmp/bridge.log" &
 pids+=($!)
 wait_for "$tmp/bridge.out" '^tokenreview ' 15
@@ -155,8 +158,9 @@ EOF
 ok "no operator session yet: login refused with the fixture 403"
 
 "$OPERATOR" "${B[@]}" --kubeconfig "$KC" --token-file "$tmp/iss/token" -o json \
-  > "$tmp/operator.out" 2> "$tmp/operator.log" &
-pids+=($!)
+  --jwks-interval 1 > "$tmp/operator.out" 2> "$tmp/operator.log" &
+op_pid=$!
+pids+=($op_pid)
 wait_for "$tmp/bridge.out" '"event":"session_up"' 30
 wait_for "$tmp/operator.out" '"event":"session_up"' 10
 
@@ -219,5 +223,30 @@ if grep -qF -- "$payload" "$tmp/bridge.log" "$tmp/operator.log" "$tmp/bridge.out
   fail "a daemon printed a pod token"
 fi
 ok "no full fingerprint and no token in the daemons' output"
+
+# --- issuer key rotation: the API server publishes a new key beside the old
+# one; the operator pushes the set, the bridge pins it (check-and-set), and a
+# token signed by the NEW key then re-bootstraps (it would be bad_token if
+# the pinned set had not been updated)
+wait_for "$tmp/operator.log" 'issuer keys pushed' 15
+mkdir -m 700 "$tmp/iss2"
+"$ISSUER" "$tmp/iss2"
+python3 - "$tmp/iss/jwks.json" "$tmp/iss2/jwks.json" > "$tmp/jwks-union.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+print(json.dumps({"keys": a["keys"] + b["keys"]}))
+EOF
+cp "$tmp/jwks-union.json" "$tmp/jwks-served.json"
+kill -HUP "$k8s_pid"
+wait_for "$tmp/bridge.log" 'pinned issuer keys updated \(2 keys\)' 20
+ok "rotation: new issuer key published beside the old one -> pushed and pinned (2 keys)"
+kill "$op_pid"
+wait "$op_pid" 2>/dev/null || true
+timeout 60 "$OPERATOR" "${B[@]}" --kubeconfig "$KC" --token-file "$tmp/iss2/token" \
+  --jwks-interval 0 --request '{"op":"ping"}' --exit-after-request --timeout 30 -o json \
+  > "$tmp/operator2.out" 2> "$tmp/operator2.log" || fail "operator with the new key's token"
+grep -q '"event":"bootstrap_issued".*re-issued' "$tmp/operator2.out" || fail "no re-bootstrap"
+grep -q '"op":"pong"' "$tmp/operator2.out" || fail "no answer after the re-bootstrap"
+ok "a token signed by the rotated-in key re-bootstraps against the updated pinned set"
 
 echo "$checks passed, 0 failed"
