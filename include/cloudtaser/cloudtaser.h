@@ -24,5 +24,6 @@
 #include "router.h"
 #include "k8s.h"
 #include "broker.h"
+#include "review.h"
 
 #endif

@@ -46,6 +46,7 @@ typedef struct fk_review {
     char *token;
     json_t *user;
     char *audiences; /* csv */
+    int revoked;     /* fake_k8s_revoke_token: the pod or account was deleted */
 } fk_review;
 
 struct fake_k8s {
@@ -861,7 +862,14 @@ static enum MHD_Result token_review(fake_k8s *fk, struct MHD_Connection *c, cons
                 json_array_append_new(auds, json_string(t));
         }
     }
-    if (rv && json_array_size(auds) > 0) {
+    if (rv && rv->revoked) {
+        /* the API server's text for a bound token whose pod or secret is gone */
+        json_decref(auds);
+        json_object_set_new(status, "user", json_object());
+        json_object_set_new(status, "error",
+                            json_string("[invalid bearer token, service account token has "
+                                        "been invalidated]"));
+    } else if (rv && json_array_size(auds) > 0) {
         json_object_set_new(status, "authenticated", json_true());
         json_object_set_new(status, "user", json_deep_copy(rv->user));
         json_object_set_new(status, "audiences", auds);
@@ -1400,6 +1408,16 @@ void fake_k8s_review_token(fake_k8s *fk, const char *token, const char *user_jso
     }
     pthread_mutex_unlock(&fk->mu);
     json_decref(u);
+}
+
+void fake_k8s_revoke_token(fake_k8s *fk, const char *token)
+{
+    size_t i;
+    pthread_mutex_lock(&fk->mu);
+    for (i = 0; i < fk->nreviews; i++)
+        if (strcmp(fk->reviews[i].token, token) == 0)
+            fk->reviews[i].revoked = 1;
+    pthread_mutex_unlock(&fk->mu);
 }
 
 void fake_k8s_set_jwks(fake_k8s *fk, const char *json)

@@ -111,6 +111,13 @@ void fake_k8s_compact(fake_k8s *fk);
 void fake_k8s_review_token(fake_k8s *fk, const char *token, const char *user_json,
                            const char *audiences_csv);
 
+/*
+ * Revokes a token registered with fake_k8s_review_token (its pod or
+ * service account was deleted): it then reviews as unauthenticated with
+ * the API server's "service account token has been invalidated" error.
+ */
+void fake_k8s_revoke_token(fake_k8s *fk, const char *token);
+
 /* The JWK set served (default: the fixture k8s-jwks.json). Copied. */
 void fake_k8s_set_jwks(fake_k8s *fk, const char *json);
 

@@ -16,6 +16,10 @@
  * --jwks: serve this JWK set at /openid/v1/jwks (default: the fixture's).
  * --fault: 500, 503, 429, slow, reset, oversized, malformed or html, for
  * the next COUNT requests.
+ * --reviews FILE: TokenReview answers, one per line: "valid TOKEN USER_JSON
+ * AUDIENCES_CSV" (USER_JSON without spaces) or "revoked TOKEN".
+ * SIGHUP re-reads --reviews and --jwks (a rotation of the issuer keys) and
+ * prints "reloaded" on stderr.
  */
 #include "fake_k8s.h"
 
@@ -57,10 +61,53 @@ static int parse_fault(const char *s, fake_k8s_fault *f, int *count)
     return -1;
 }
 
+static void load_reviews(fake_k8s *fk, const char *path)
+{
+    char line[32768];
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "fake-k8s: cannot read %s\n", path);
+        return;
+    }
+    while (fgets(line, sizeof line, f)) {
+        char *save = NULL, *kind = strtok_r(line, " \n", &save);
+        char *tok = kind ? strtok_r(NULL, " \n", &save) : NULL;
+        if (!tok)
+            continue;
+        if (strcmp(kind, "valid") == 0) {
+            char *user = strtok_r(NULL, " \n", &save), *aud = strtok_r(NULL, " \n", &save);
+            if (user && aud)
+                fake_k8s_review_token(fk, tok, user, aud);
+        } else if (strcmp(kind, "revoked") == 0) {
+            fake_k8s_revoke_token(fk, tok);
+        }
+    }
+    fclose(f);
+}
+
+static int load_jwks(fake_k8s *fk, const char *path)
+{
+    char buf[65536 + 1];
+    size_t n;
+    FILE *f = fopen(path, "r");
+    if (!f || (n = fread(buf, 1, sizeof buf - 1, f)) == 0) {
+        fprintf(stderr, "fake-k8s: cannot read %s\n", path);
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    fake_k8s_set_jwks(fk, buf);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *tls = FAKE_K8S_TLS_DIR, *uid = NULL, *token = "fake-admin-token";
     const char *user = "system:serviceaccount:cloudtaser:cloudtaser-operator", *jwks = NULL;
+    const char *reviews = NULL;
+    time_t end;
     fake_k8s_fault fault = FK_FAULT_NONE;
     int deny = 0, seed = 0, seconds = 600, fault_count = 0, i, sig = 0;
     struct timespec ts;
@@ -91,6 +138,8 @@ int main(int argc, char **argv)
             user = v;
         else if (strcmp(a, "--jwks") == 0)
             jwks = v;
+        else if (strcmp(a, "--reviews") == 0)
+            reviews = v;
         else if (strcmp(a, "--seconds") == 0)
             seconds = atoi(v);
         else if (strcmp(a, "--fault") == 0) {
@@ -106,6 +155,7 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* before the server's threads start */
 
     fk = fake_k8s_start(tls);
@@ -118,21 +168,12 @@ int main(int argc, char **argv)
         fake_k8s_set_namespace_uid(fk, uid);
     if (seed)
         fake_k8s_seed_fixture_secrets(fk);
-    if (jwks) {
-        char buf[65536 + 1];
-        size_t n;
-        FILE *f = fopen(jwks, "r");
-        if (!f || (n = fread(buf, 1, sizeof buf - 1, f)) == 0) {
-            fprintf(stderr, "fake-k8s: cannot read %s\n", jwks);
-            if (f)
-                fclose(f);
-            fake_k8s_stop(fk);
-            return 1;
-        }
-        fclose(f);
-        buf[n] = '\0';
-        fake_k8s_set_jwks(fk, buf);
+    if (jwks && load_jwks(fk, jwks) != 0) {
+        fake_k8s_stop(fk);
+        return 1;
     }
+    if (reviews)
+        load_reviews(fk, reviews);
     if (fault != FK_FAULT_NONE)
         fake_k8s_inject(fk, fault, fault_count, NULL);
     if (fake_k8s_write_configs(fk, dir, tls, token) != 0) {
@@ -143,9 +184,24 @@ int main(int argc, char **argv)
     printf("listening 127.0.0.1:%u\n", (unsigned)fake_k8s_port(fk));
     fflush(stdout);
 
-    ts.tv_sec = seconds;
-    ts.tv_nsec = 0;
-    sig = sigtimedwait(&set, NULL, &ts);
+    end = time(NULL) + seconds;
+    for (;;) {
+        time_t now = time(NULL);
+        if (now >= end) {
+            sig = 0;
+            break;
+        }
+        ts.tv_sec = end - now;
+        ts.tv_nsec = 0;
+        sig = sigtimedwait(&set, NULL, &ts);
+        if (sig != SIGHUP)
+            break;
+        if (reviews)
+            load_reviews(fk, reviews);
+        if (jwks)
+            (void)load_jwks(fk, jwks);
+        fprintf(stderr, "fake-k8s: reloaded\n");
+    }
     fprintf(stderr, "fake-k8s: %s after %u requests\n", sig > 0 ? "stopping" : "time is up",
             fake_k8s_requests(fk, NULL));
     fake_k8s_stop(fk);

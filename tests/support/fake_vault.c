@@ -5,6 +5,7 @@
  * newline as Go's encoder writes it, Cache-Control: no-store.
  */
 #include "fake_vault.h"
+#include <curl/curl.h>
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
@@ -51,10 +52,10 @@ typedef struct fv_token {
     struct fv_token *next;
 } fv_token;
 
-typedef struct fv_login {
+typedef struct fv_table_login {
     char *mount, *role, *jwt, *token;
-    struct fv_login *next;
-} fv_login;
+    struct fv_table_login *next;
+} fv_table_login;
 
 struct fake_vault {
     struct MHD_Daemon *d;
@@ -68,7 +69,7 @@ struct fake_vault {
     /* state */
     fv_key *keys;
     fv_token *tokens;
-    fv_login *logins;
+    fv_table_login *table_logins;
     int sealed, standby, cas_required, max_versions, verbose;
     /* fault */
     fv_fault fault;
@@ -80,6 +81,8 @@ struct fake_vault {
     char last_ns[256];
     int last_had_token;
     int require_client_cert;
+    struct fv_auth *auths; /* fake_vault_auth.c */
+    unsigned logins;
 };
 
 static void token_free(fv_token *t);
@@ -146,6 +149,7 @@ typedef struct answer {
     const char *ctype; /* NULL: application/json */
     char location[512];
     int retry_after; /* -1: none */
+    struct fv_login *login; /* a Kubernetes login to finish unlocked */
 } answer;
 
 static void answer_json(answer *a, unsigned status, json_t *j)
@@ -208,6 +212,8 @@ static json_t *envelope(const fake_vault *fv, json_t *data, json_t *warnings,
         json_object_set_new(o, "mount_type", json_string(mount_type));
     return o;
 }
+
+#include "fake_vault_auth.c"
 
 static void answer_invalid_path(const fake_vault *fv, answer *a)
 {
@@ -883,7 +889,7 @@ static void login(fake_vault *fv, const char *path, const char *method, const ch
     char mount[256];
     json_t *j, *env;
     const char *role, *jwt;
-    fv_login *l;
+    fv_table_login *l;
     fv_token *t;
     size_t ml = strlen(path) - 5 - 6;
 
@@ -910,7 +916,7 @@ static void login(fake_vault *fv, const char *path, const char *method, const ch
         answer_errors(a, 400, 1, "missing jwt");
         return;
     }
-    for (l = fv->logins; l; l = l->next)
+    for (l = fv->table_logins; l; l = l->next)
         if (strcmp(l->mount, mount) == 0 && strcmp(l->role, role) == 0)
             break;
     if (!l) {
@@ -1030,6 +1036,8 @@ static void serve(fake_vault *fv, struct MHD_Connection *c, const char *url, con
         answer_errors(a, 503, 1, "Vault is sealed");
         return;
     }
+    if (auth_login(fv, method, path, body, blen, a, &a->login))
+        return;
     if (strncmp(path, "auth/", 5) == 0 && strlen(path) > 11 &&
         strcmp(path + strlen(path) - 6, "/login") == 0 &&
         strncmp(path, "auth/token/", 11) != 0) {
@@ -1076,6 +1084,14 @@ static void serve(fake_vault *fv, struct MHD_Connection *c, const char *url, con
             answer_errors(a, 403, 1, MSG_DENIED);
             return;
         }
+    }
+    {
+        json_error_t je;
+        json_t *jb = body && blen ? json_loadb(body, blen, 0, &je) : json_object();
+        int done = auth_serve(fv, method, path, jb, a);
+        json_decref(jb);
+        if (done)
+            return;
     }
     for (i = 0; i < 2; i++) {
         size_t ml;
@@ -1270,6 +1286,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         fprintf(stderr, "fake-vault: %s %s -> %u%s\n", eff, url, reset ? 0 : a.status,
                 reset || reset_after ? " (connection reset)" : "");
     pthread_mutex_unlock(&fv->mu);
+    if (a.login) {
+        login_finish(fv, a.login, &a);
+        login_free(a.login);
+        a.login = NULL;
+    }
     if (reset || reset_after) {
         free(a.body);
         return MHD_NO; /* closes the connection without an answer */
@@ -1423,15 +1444,16 @@ void fake_vault_stop(fake_vault *fv)
         tn = t->next;
         token_free(t);
     }
-    while (fv->logins) {
-        fv_login *l = fv->logins;
-        fv->logins = l->next;
+    while (fv->table_logins) {
+        fv_table_login *l = fv->table_logins;
+        fv->table_logins = l->next;
         free(l->mount);
         free(l->role);
         free(l->jwt);
         free(l->token);
         free(l);
     }
+    free_auths(fv);
     free(fv->mounts[0]);
     free(fv->mounts[1]);
     free(fv->fault_body);
@@ -1487,14 +1509,14 @@ void fake_vault_add_token_prefixes(fake_vault *fv, const char *token, const char
 void fake_vault_add_login(fake_vault *fv, const char *mount, const char *role, const char *jwt,
                           const char *token)
 {
-    fv_login *l = calloc(1, sizeof *l);
+    fv_table_login *l = calloc(1, sizeof *l);
     l->mount = strdup(mount);
     l->role = strdup(role);
     l->jwt = strdup(jwt);
     l->token = strdup(token);
     pthread_mutex_lock(&fv->mu);
-    l->next = fv->logins;
-    fv->logins = l;
+    l->next = fv->table_logins;
+    fv->table_logins = l;
     pthread_mutex_unlock(&fv->mu);
 }
 
@@ -1680,6 +1702,27 @@ void fake_vault_destroy_current(fake_vault *fv, const char *mount, const char *k
         v->data = NULL;
     }
     pthread_mutex_unlock(&fv->mu);
+}
+
+unsigned fake_vault_logins(fake_vault *fv)
+{
+    unsigned n;
+    pthread_mutex_lock(&fv->mu);
+    n = fv->logins;
+    pthread_mutex_unlock(&fv->mu);
+    return n;
+}
+
+char *fake_vault_auth_config(fake_vault *fv, const char *path)
+{
+    fv_auth *m;
+    char *s = NULL;
+    pthread_mutex_lock(&fv->mu);
+    m = find_auth(fv, path, strlen(path));
+    if (m && m->config)
+        s = json_dumps(m->config, JSON_COMPACT | JSON_SORT_KEYS);
+    pthread_mutex_unlock(&fv->mu);
+    return s;
 }
 
 void fake_vault_set_verbose(fake_vault *fv, int on)

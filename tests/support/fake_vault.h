@@ -115,6 +115,21 @@ char *fake_vault_data_json(fake_vault *fv, const char *mount, const char *key);
 void fake_vault_soft_delete(fake_vault *fv, const char *mount, const char *key);
 void fake_vault_destroy_current(fake_vault *fv, const char *mount, const char *key);
 
+/*
+ * Auth methods (fake_vault_auth.c, API.md A5): `sys/auth/<path>` enables
+ * "kubernetes" or "jwt"; auth/<path>/config and auth/<path>/role/<name>
+ * configure them (allow-all token); POST auth/<path>/login (no token)
+ * parses the JWT, checks the role's bound names and namespaces and calls
+ * the configured kubernetes_host's TokenReview with token_reviewer_jwt
+ * over HTTPS verified against kubernetes_ca_cert, as Vault does; answers
+ * with the fixture shapes. Issued tokens have no KV access.
+ */
+/* Successful Kubernetes logins so far. */
+unsigned fake_vault_logins(fake_vault *fv);
+/* The stored config of auth mount `path` as compact JSON with sorted keys
+ * (malloc'ed; NULL if the mount is missing or not configured). */
+char *fake_vault_auth_config(fake_vault *fv, const char *path);
+
 /* Logs each request to stderr ("fake-vault: METHOD /v1/path -> STATUS"). */
 void fake_vault_set_verbose(fake_vault *fv, int on);
 

@@ -2,7 +2,8 @@
  * main.c - cloudtaser-bridge: runs the library's bridge (ct_bridge_*) next
  * to the secret store. Thin: flags, signals, the event display and the
  * requests it serves (a ct_router: ping; with --serve-pods the Vault proxy
- * for the operators' brokers: vault.http and broker.cert, broker.h).
+ * for the operators' brokers: vault.http and broker.cert, broker.h), and the
+ * TokenReview endpoints for Vault's Kubernetes auth (review.h).
  */
 #include "../agent/agent_cli.h"
 #include "../store/store_cli.h"
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #define PROG "cloudtaser-bridge"
+#define MAX_REVIEWS 16
 
 static void usage(FILE *f)
 {
@@ -46,6 +48,14 @@ BEACON_FLAGS_HELP
 "  --pods-extra-prefix P    with --serve-pods: also allow Vault paths starting\n"
 "                           with P (e.g. transit/decrypt/; repeatable, up to 16)\n"
 "  --broker-cert-days DAYS  validity of brokers' certificates (default: 30)\n"
+"  --tokenreview FP=HOST[:PORT]\n"
+"                           serve the TokenReview endpoint of cluster FP on\n"
+"                           HOST[:PORT] (an IP address; no port: any) for Vault's\n"
+"                           Kubernetes auth (kubernetes_host; see 'cloudtaser\n"
+"                           source configure-auth'); reviews go through the\n"
+"                           tunnel to the cluster's operator. Repeatable; the\n"
+"                           cluster must be registered. Prints \"tokenreview\n"
+"                           FP8 URL\" once listening\n"
 "  -o, --output json        events as one JSON object per line\n"
 "  -v, --verbose            also log library notices to stderr\n"
 "  -h, --help               this help\n"
@@ -89,7 +99,7 @@ static int parse_uint(const char *opt, const char *s, unsigned long max, unsigne
 int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_AUD, O_LIFE, O_DAYS,
-           O_INITW, O_OPW, O_SCAN, O_PODS, O_PODS_EXTRA, O_BDAYS };
+           O_INITW, O_OPW, O_SCAN, O_PODS, O_PODS_EXTRA, O_BDAYS, O_REVIEW };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -106,6 +116,7 @@ int main(int argc, char **argv)
         { "serve-pods", no_argument, 0, O_PODS },
         { "pods-extra-prefix", required_argument, 0, O_PODS_EXTRA },
         { "broker-cert-days", required_argument, 0, O_BDAYS },
+        { "tokenreview", required_argument, 0, O_REVIEW },
         { "output", required_argument, 0, 'o' },
         { "verbose", no_argument, 0, 'v' },
         { "help", no_argument, 0, 'h' },
@@ -125,6 +136,10 @@ int main(int argc, char **argv)
     ct_vault_options pods_vault = CT_VAULT_OPTIONS_INIT;
     const char *extra[16];
     int serve_pods = 0;
+    ct_review_jwks_sink *sink = NULL;
+    const char *reviews[MAX_REVIEWS];
+    ct_review_server *rs[MAX_REVIEWS] = { 0 };
+    size_t n_reviews = 0, i;
     ct_error err;
     evctx ev = { 0 };
     unsigned long v;
@@ -177,6 +192,14 @@ int main(int argc, char **argv)
             if (parse_uint("--broker-cert-days", optarg, 3650, &v) || v == 0) return EXIT_USAGE;
             po.cert_days = (uint32_t)v;
             break;
+        case O_REVIEW:
+            if (n_reviews == MAX_REVIEWS || !strchr(optarg, '=')) {
+                fprintf(stderr, PROG ": --tokenreview: expected FP=HOST[:PORT] (at most %d)\n",
+                        MAX_REVIEWS);
+                return EXIT_USAGE;
+            }
+            reviews[n_reviews++] = optarg;
+            break;
         case 'o':
             if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) {
                 fprintf(stderr, PROG ": -o: expected json or text\n");
@@ -228,7 +251,9 @@ int main(int argc, char **argv)
     bo.store = store;
     bo.beacon = &bf.opts;
     if (ct_router_new(&router, &err) != CT_OK ||
-        ct_router_add(router, "ping", ct_router_ping, NULL, &err) != CT_OK) {
+        ct_router_add(router, "ping", ct_router_ping, NULL, &err) != CT_OK ||
+        ct_review_jwks_sink_new(ctx, store, &sink, &err) != CT_OK ||
+        ct_router_add(router, "k8s.jwks", ct_review_jwks_handle, sink, &err) != CT_OK) {
         fprintf(stderr, PROG ": %s\n", err.message);
         goto out;
     }
@@ -271,6 +296,29 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": %s\n", err.message);
         goto out;
     }
+    for (i = 0; i < n_reviews; i++) {
+        ct_review_options ro = CT_REVIEW_OPTIONS_INIT;
+        char fp[128], host[128];
+        uint16_t port;
+        const char *eq = strchr(reviews[i], '=');
+        snprintf(fp, sizeof fp, "%.*s", (int)(eq - reviews[i]), reviews[i]);
+        if (ct_hostport_parse(eq + 1, 0, host, sizeof host, &port, &err) != CT_OK) {
+            fprintf(stderr, PROG ": --tokenreview %s: %s\n", reviews[i], err.message);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        ro.store = store;
+        ro.fingerprint = fp;
+        ro.bridge = b;
+        ro.host = host;
+        ro.port = port;
+        if (ct_review_server_start(ctx, &ro, &rs[i], &err) != CT_OK) {
+            fprintf(stderr, PROG ": --tokenreview %.8s...: %s\n", fp, err.message);
+            goto out;
+        }
+        printf("tokenreview %.8s %s\n", fp, ct_review_server_url(rs[i]));
+        fflush(stdout);
+    }
     install_stop_signals(stop_bridge, b);
     if (ct_bridge_run(b, &err) != CT_OK) {
         fprintf(stderr, PROG ": %s\n", err.message);
@@ -279,9 +327,12 @@ int main(int argc, char **argv)
     rc = EXIT_OK;
 out:
     install_stop_signals(NULL, NULL);
+    for (i = 0; i < n_reviews; i++)
+        ct_review_server_free(rs[i]);
     ct_bridge_free(b);
     ct_router_free(router);
     ct_vault_proxy_free(proxy);
+    ct_review_jwks_sink_free(sink);
     ct_store_free(store);
     ct_ctx_free(ctx);
     ct_thread_cleanup();

@@ -10,6 +10,7 @@
  *   cloudtaser source deregister --fingerprint UUID [STORE]
  *   cloudtaser source status     --fingerprint UUID [STORE] [-o json]
  *   cloudtaser source list       [STORE] [-o json]
+ *   cloudtaser source configure-auth --fingerprint UUID --review-url URL [STORE] ...
  *
  * STORE: --store PATH (SQLite, the default), or --vault-address URL and the
  * other --vault-* flags / VAULT_* variables (HashiCorp Vault or OpenBao);
@@ -37,6 +38,9 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 typedef struct opts {
     const char *fingerprint;
+    /* configure-auth */
+    const char *review_url, *auth_mount, *auth_addr, *auth_token_file, *auth_cacert;
+    int no_enable;
     store_flags store;
     uint32_t expiry_s;
     int json;
@@ -60,6 +64,8 @@ static void usage_main(FILE *f)
 "  source deregister   remove every record of a cluster\n"
 "  source status       show one cluster's registration\n"
 "  source list         show every registered cluster\n"
+"  source configure-auth  point Vault's Kubernetes auth method for a cluster at\n"
+"                      the bridge's TokenReview endpoint (no path to the cluster)\n"
 "\n"
 "Run '" PROG " target|source COMMAND --help' for a command's options.\n"
 "\n"
@@ -76,6 +82,27 @@ static void usage_cmd(FILE *f, const char *cmd)
 "the bridge's client certificate, and writes them with the registration to\n"
 "the store. Fails if the cluster is already registered (deregister first).\n"
 "Prints the init and operational room hash prefixes; never key material.\n"
+"\n");
+    else if (strcmp(cmd, "configure-auth") == 0)
+        fprintf(f,
+"Usage: " PROG " source configure-auth --fingerprint UUID --review-url URL [STORE]\n"
+"                 [--auth-mount PATH] [--auth-vault-address URL]\n"
+"                 [--auth-vault-token-file FILE] [--auth-vault-cacert FILE] [--no-enable]\n"
+"\n"
+"Vault's Kubernetes auth method reviews every login with the cluster's\n"
+"TokenReview API. With no network path from Vault to the cluster, the bridge\n"
+"serves that API locally (cloudtaser-bridge --tokenreview FP=HOST:PORT) and\n"
+"forwards each review through the tunnel. This command enables the auth mount\n"
+"(default kubernetes-<first 8 characters of the fingerprint>) and writes its\n"
+"config: kubernetes_host = --review-url, kubernetes_ca_cert = the cluster CA\n"
+"from the store, token_reviewer_jwt = the cluster's reviewer token (created in\n"
+"the store if missing). Roles stay yours to write (auth/<mount>/role/<name>).\n"
+"\n"
+"The Vault (address, token, CA) comes from the --auth-vault-* flags, else from\n"
+"VAULT_ADDR, VAULT_TOKEN (or ~/.vault-token), VAULT_CACERT. Its token needs:\n"
+"  path \"sys/auth/kubernetes-*\" { capabilities = [\"create\", \"update\", \"sudo\"] }\n"
+"  path \"auth/kubernetes-*\"     { capabilities = [\"create\", \"update\"] }\n"
+"(not the first with --no-enable; adjust the paths for --auth-mount).\n"
 "\n");
     else if (strcmp(cmd, "deregister") == 0)
         fprintf(f,
@@ -235,6 +262,40 @@ static int cmd_register(ct_ctx *ctx, ct_store *st, const opts *o)
     return EXIT_OK;
 }
 
+static int cmd_configure_auth(ct_ctx *ctx, ct_store *st, const opts *o)
+{
+    ct_vault_options av = CT_VAULT_OPTIONS_INIT;
+    ct_secret *tok = NULL;
+    char *ca = NULL, mount[128];
+    ct_error err;
+    int rc = EXIT_FAIL;
+
+    av.address = o->auth_addr;
+    av.token_file = o->auth_token_file;
+    av.ca_file = o->auth_cacert;
+    if (ct_vault_options_from_env(&av, &err) != CT_OK)
+        return fail("configure-auth", &err);
+    if (!av.address) {
+        fprintf(stderr, PROG ": configure-auth: no Vault address: give --auth-vault-address or "
+                        "VAULT_ADDR\n");
+        return EXIT_USAGE;
+    }
+    if (ct_review_cluster_ca(st, o->fingerprint, &ca, &err) != CT_OK ||
+        ct_review_token(ctx, st, o->fingerprint, 1, &tok, &err) != CT_OK ||
+        ct_review_configure_vault(ctx, &av, o->auth_mount, o->fingerprint, o->review_url, ca,
+                                  tok, !o->no_enable, mount, &err) != CT_OK) {
+        rc = fail("configure-auth", &err);
+    } else {
+        printf("configured auth/%s at %s: kubernetes_host %s, kubernetes_ca_cert = the "
+               "cluster CA, token_reviewer_jwt = the cluster's reviewer token\n", mount,
+               av.address, o->review_url);
+        rc = EXIT_OK;
+    }
+    ct_secret_free(tok);
+    ct_free(ca);
+    return rc;
+}
+
 static int cmd_deregister(ct_ctx *ctx, ct_store *st, const opts *o)
 {
     ct_error err;
@@ -308,6 +369,12 @@ int main(int argc, char **argv)
         {"fingerprint", required_argument, NULL, 'f'},
         STORE_LONG_OPTIONS,
         {"expiry", required_argument, NULL, 'e'},
+        {"review-url", required_argument, NULL, 'R'},
+        {"auth-mount", required_argument, NULL, 'M'},
+        {"auth-vault-address", required_argument, NULL, 'A'},
+        {"auth-vault-token-file", required_argument, NULL, 'T'},
+        {"auth-vault-cacert", required_argument, NULL, 'C'},
+        {"no-enable", no_argument, NULL, 'N'},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -339,7 +406,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0)
         return usage_main(stdout), EXIT_OK;
     if (strcmp(cmd, "register") != 0 && strcmp(cmd, "deregister") != 0 &&
-        strcmp(cmd, "status") != 0 && strcmp(cmd, "list") != 0)
+        strcmp(cmd, "status") != 0 && strcmp(cmd, "list") != 0 &&
+        strcmp(cmd, "configure-auth") != 0)
         return bad_usage("source: unknown command '%s'", cmd);
 
     optind = 3;
@@ -354,6 +422,12 @@ int main(int argc, char **argv)
         case 'f':
             o.fingerprint = optarg;
             break;
+        case 'R': o.review_url = optarg; break;
+        case 'M': o.auth_mount = optarg; break;
+        case 'A': o.auth_addr = optarg; break;
+        case 'T': o.auth_token_file = optarg; break;
+        case 'C': o.auth_cacert = optarg; break;
+        case 'N': o.no_enable = 1; break;
         case 'e':
             if (parse_duration(optarg, &o.expiry_s) != 0)
                 return bad_usage("--expiry '%s': expected a duration like 24h, 90m or 3600s",
@@ -375,6 +449,12 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         return bad_usage("unexpected argument '%s'", argv[optind]);
+    if ((strcmp(cmd, "configure-auth") == 0) != (o.review_url != NULL))
+        return bad_usage(o.review_url ? "--review-url applies to configure-auth only"
+                                      : "source configure-auth: --review-url is required");
+    if (strcmp(cmd, "configure-auth") != 0 &&
+        (o.auth_mount || o.auth_addr || o.auth_token_file || o.auth_cacert || o.no_enable))
+        return bad_usage("source %s: the --auth-* options apply to configure-auth only", cmd);
     if (strcmp(cmd, "list") != 0 && !o.fingerprint)
         return bad_usage("source %s: --fingerprint is required", cmd);
     if (strcmp(cmd, "list") == 0 && o.fingerprint)
@@ -398,6 +478,8 @@ int main(int argc, char **argv)
         rc = cmd_register(ctx, st, &o);
     else if (strcmp(cmd, "deregister") == 0)
         rc = cmd_deregister(ctx, st, &o);
+    else if (strcmp(cmd, "configure-auth") == 0)
+        rc = cmd_configure_auth(ctx, st, &o);
     else if (strcmp(cmd, "status") == 0)
         rc = cmd_status(ctx, st, &o);
     else

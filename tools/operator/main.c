@@ -3,7 +3,9 @@
  * in the cluster. Thin: flags, signals, the event display, and an optional
  * request sent once the operational session is up. Without --fingerprint it
  * reads the fingerprint (and, without --jwks-file, the issuer keys) from the
- * Kubernetes API server (k8s.h).
+ * Kubernetes API server (k8s.h). It serves the bridge's requests through a
+ * ct_router: ping, and k8s.tokenreview (review.h) when it can reach the API
+ * server (in a pod, or with --kubeconfig / --context).
  */
 #include "../agent/agent_cli.h"
 
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <time.h>
 
 #define PROG "cloudtaser-operator"
 
@@ -53,6 +56,15 @@ BEACON_FLAGS_HELP
 "                           digits, printed by 'cloudtaser source register'); the\n"
 "                           first bootstrap then verifies it talks to that\n"
 "                           cluster's bridge\n"
+"  --no-tokenreview         do not perform TokenReviews for the bridge (by default\n"
+"                           they are served, with this operator's service account,\n"
+"                           whenever the API server is reachable: in a pod or\n"
+"                           with --kubeconfig/--context; needs RBAC create on\n"
+"                           tokenreviews, e.g. ClusterRole system:auth-delegator)\n"
+"  --jwks-interval SECONDS  how often to read the issuer keys (/openid/v1/jwks)\n"
+"                           and push them to the bridge when they changed (a\n"
+"                           rotation; default 300, 0: never). Needs the API\n"
+"                           server, as the TokenReviews do\n"
 "  --request JSON           once the session is up, send this request to the\n"
 "                           bridge and print the answer (e.g. '{\"op\":\"ping\"}')\n"
 "  --exit-after-request     exit after --request has been answered\n"
@@ -171,6 +183,47 @@ static void stop_operator(void *arg)
     ct_operator_stop(arg);
 }
 
+/* Pushes the issuer keys to the bridge when they change (a rotation). */
+typedef struct jwks_sync {
+    ct_review_agent *agent;
+    ct_operator *op;
+    int interval_s;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+} jwks_sync;
+
+static void *jwks_thread(void *arg)
+{
+    jwks_sync *j = arg;
+    pthread_mutex_lock(&j->mu);
+    while (!j->stop) {
+        struct timespec ts;
+        ct_error err;
+        int pushed = 0;
+        ct_err rc;
+        pthread_mutex_unlock(&j->mu);
+        rc = ct_review_agent_sync_jwks(j->agent, j->op, 30000, &pushed, &err);
+        pthread_mutex_lock(&j->mu);
+        if (j->stop) /* shutting down: the session went away under the request */
+            break;
+        pthread_mutex_unlock(&j->mu);
+        if (rc != CT_OK && rc != CT_E_CLOSED) /* a dropped session: next interval */
+            fprintf(stderr, PROG ": warning: issuer keys not pushed: %s (%s)\n", err.message,
+                    ct_err_name(rc));
+        else if (pushed)
+            fprintf(stderr, PROG ": issuer keys pushed to the bridge\n");
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += j->interval_s;
+        pthread_mutex_lock(&j->mu);
+        while (!j->stop && pthread_cond_timedwait(&j->cv, &j->mu, &ts) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&j->mu);
+    ct_thread_cleanup();
+    return NULL;
+}
+
 static void *request_thread(void *arg)
 {
     app *a = arg;
@@ -200,7 +253,7 @@ int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_FP, O_TOKEN, O_JWKS, O_REQ, O_EXIT, O_ROOM,
            O_TIMEOUT, O_KUBECONFIG, O_CONTEXT, O_JWKS_API, O_BLISTEN, O_BNAME, O_BCA,
-           O_BMAX };
+           O_BMAX, O_NO_REVIEW, O_JWKS_IVL };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -213,6 +266,8 @@ int main(int argc, char **argv)
         { "jwks-from-api", no_argument, 0, O_JWKS_API },
         { "kubeconfig", required_argument, 0, O_KUBECONFIG },
         { "context", required_argument, 0, O_CONTEXT },
+        { "no-tokenreview", no_argument, 0, O_NO_REVIEW },
+        { "jwks-interval", required_argument, 0, O_JWKS_IVL },
         { "request", required_argument, 0, O_REQ },
         { "operational-room", required_argument, 0, O_ROOM },
         { "exit-after-request", no_argument, 0, O_EXIT },
@@ -233,14 +288,19 @@ int main(int argc, char **argv)
     const char *fp = NULL, *jwks_file = NULL;
     char *jwks = NULL, why[256], api_fp[CT_FINGERPRINT_LEN + 1];
     ct_k8s_options ko = CT_K8S_OPTIONS_INIT;
-    int jwks_from_api = 0, jwks_is_api = 0;
+    int jwks_from_api = 0, jwks_is_api = 0, no_review = 0;
+    ct_k8s_client *kc = NULL;
+    ct_review_agent *agent = NULL;
+    ct_router *router = NULL;
     size_t jwks_len = 0;
     uint8_t room[32];
     ct_ctx *ctx = NULL;
     ct_error err;
     app a = { .timeout_s = 60, .result = EXIT_OK };
-    pthread_t rq, bt;
+    pthread_t rq, bt, jt;
     int c, verbose = 0, rc = EXIT_FAIL, rq_started = 0, bt_started = 0;
+    jwks_sync sync = { .interval_s = 300 };
+    int jt_started = 0;
     ct_broker_options bro = CT_BROKER_OPTIONS_INIT;
     const char *broker_listen = NULL, *bnames[CT_BROKER_MAX_NAMES];
     char bhost[64];
@@ -260,6 +320,17 @@ int main(int argc, char **argv)
         case O_JWKS_API: jwks_from_api = 1; break;
         case O_KUBECONFIG: ko.kubeconfig = optarg; break;
         case O_CONTEXT: ko.context = optarg; break;
+        case O_NO_REVIEW: no_review = 1; break;
+        case O_JWKS_IVL: {
+            char *end;
+            long t = strtol(optarg, &end, 10);
+            if (!*optarg || *end || t < 0 || t > 86400) {
+                fprintf(stderr, PROG ": --jwks-interval: expected 0 to 86400 seconds\n");
+                return EXIT_USAGE;
+            }
+            sync.interval_s = (int)t;
+            break;
+        }
         case O_REQ: a.request = optarg; break;
         case O_ROOM:
             if (ct_unhex(optarg, room, sizeof room, &err) != CT_OK) {
@@ -376,13 +447,11 @@ int main(int argc, char **argv)
     }
     if (!fp || jwks_from_api) {
         /* the Kubernetes API server: the fingerprint, and the issuer keys */
-        ct_k8s_client *kc = NULL;
         int fatal = 1;
         if (ct_k8s_client_new(ctx, &ko, &kc, &err) != CT_OK ||
             (!fp && ct_fingerprint(ctx, kc, api_fp, &err) != CT_OK)) {
             fprintf(stderr, PROG ": cannot read the cluster fingerprint from the Kubernetes API "
                             "(or pass --fingerprint): %s\n", err.message);
-            ct_k8s_client_free(kc);
             goto out;
         }
         if (!fp) {
@@ -399,13 +468,27 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr, PROG ": %s: cannot read the issuer keys from the Kubernetes API: %s\n",
                     fatal ? "error" : "warning", err.message);
-            if (fatal) {
-                ct_k8s_client_free(kc);
+            if (fatal)
                 goto out;
-            }
         }
-        ct_k8s_client_free(kc);
     }
+    /* TokenReviews for the bridge (Vault's Kubernetes auth through the tunnel) */
+    if (!no_review && !kc && (ko.kubeconfig || ko.context || getenv("KUBERNETES_SERVICE_HOST")) &&
+        ct_k8s_client_new(ctx, &ko, &kc, &err) != CT_OK) {
+        fprintf(stderr, PROG ": warning: no TokenReviews for the bridge: %s\n", err.message);
+        kc = NULL;
+    }
+    if (ct_router_new(&router, &err) != CT_OK ||
+        ct_router_add(router, "ping", ct_router_ping, NULL, &err) != CT_OK ||
+        (!no_review && kc &&
+         (ct_review_agent_new(ctx, kc, &agent, &err) != CT_OK ||
+          ct_router_add(router, "k8s.tokenreview", ct_review_agent_handle, agent, &err) !=
+              CT_OK))) {
+        fprintf(stderr, PROG ": %s\n", err.message);
+        goto out;
+    }
+    oo.handler = ct_router_handle;
+    oo.handler_arg = router;
     oo.fingerprint = fp;
     oo.beacon = &bf.opts;
     oo.jwks = jwks;
@@ -432,6 +515,17 @@ int main(int argc, char **argv)
         }
         bt_started = 1;
     }
+    if (agent && sync.interval_s > 0) {
+        sync.agent = agent;
+        sync.op = a.op;
+        pthread_mutex_init(&sync.mu, NULL);
+        pthread_cond_init(&sync.cv, NULL);
+        if (pthread_create(&jt, NULL, jwks_thread, &sync) != 0) {
+            fprintf(stderr, PROG ": cannot start the issuer key thread\n");
+            goto out;
+        }
+        jt_started = 1;
+    }
     if (a.request) {
         if (pthread_create(&rq, NULL, request_thread, &a) != 0) {
             fprintf(stderr, PROG ": cannot start the request thread\n");
@@ -451,6 +545,16 @@ out:
         pthread_join(bt, NULL);
     }
     ct_broker_free(a.broker); /* stops serving first */
+    if (jt_started) {
+        ct_operator_stop(a.op);
+        pthread_mutex_lock(&sync.mu);
+        sync.stop = 1;
+        pthread_cond_broadcast(&sync.cv);
+        pthread_mutex_unlock(&sync.mu);
+        pthread_join(jt, NULL);
+        pthread_mutex_destroy(&sync.mu);
+        pthread_cond_destroy(&sync.cv);
+    }
     if (rq_started) {
         ct_operator_stop(a.op);
         pthread_join(rq, NULL);
@@ -459,6 +563,9 @@ out:
     }
     install_stop_signals(NULL, NULL);
     ct_operator_free(a.op);
+    ct_router_free(router);
+    ct_review_agent_free(agent);
+    ct_k8s_client_free(kc);
     ct_ctx_free(ctx);
     if (jwks_is_api)
         ct_free(jwks);
