@@ -23,5 +23,6 @@
 #include "agent.h"
 #include "router.h"
 #include "k8s.h"
+#include "migrate.h"
 
 #endif
