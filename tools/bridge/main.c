@@ -1,7 +1,7 @@
 /*
  * main.c - cloudtaser-bridge: runs the library's bridge (ct_bridge_*) next
  * to the secret store. Thin: flags, signals, the event display and the
- * requests it serves (a ct_router: ping in this version).
+ * requests it serves (a ct_router: ping and the Secret migration ops).
  */
 #include "../agent/agent_cli.h"
 #include "../store/store_cli.h"
@@ -35,6 +35,9 @@ BEACON_FLAGS_HELP
 "  --op-waiters N           connections per cluster in its operational room\n"
 "                           (default: 2)\n"
 "  --scan-interval MS       how often to re-read the store (default: 2000)\n"
+"  --migrate-template T     where migrated Kubernetes Secrets go below\n"
+"                           clusters/<fingerprint>/ (default:\n"
+"                           " CT_MIGRATE_DEFAULT_TEMPLATE ")\n"
 "  -o, --output json        events as one JSON object per line\n"
 "  -v, --verbose            also log library notices to stderr\n"
 "  -h, --help               this help\n"
@@ -78,7 +81,7 @@ static int parse_uint(const char *opt, const char *s, unsigned long max, unsigne
 int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_AUD, O_LIFE, O_DAYS,
-           O_INITW, O_OPW, O_SCAN };
+           O_INITW, O_OPW, O_SCAN, O_MTMPL };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -92,6 +95,7 @@ int main(int argc, char **argv)
         { "init-waiters", required_argument, 0, O_INITW },
         { "op-waiters", required_argument, 0, O_OPW },
         { "scan-interval", required_argument, 0, O_SCAN },
+        { "migrate-template", required_argument, 0, O_MTMPL },
         { "output", required_argument, 0, 'o' },
         { "verbose", no_argument, 0, 'v' },
         { "help", no_argument, 0, 'h' },
@@ -106,6 +110,8 @@ int main(int argc, char **argv)
     ct_store *store = NULL;
     ct_bridge *b = NULL;
     ct_router *router = NULL;
+    ct_migrate_server_options mo = CT_MIGRATE_SERVER_OPTIONS_INIT;
+    ct_migrate_server *migrate = NULL;
     ct_error err;
     evctx ev = { 0 };
     unsigned long v;
@@ -123,6 +129,7 @@ int main(int argc, char **argv)
         case O_SYSCA: bf.system_ca = 1; break;
         case O_NAME: bf.name = optarg; break;
         case O_AUD: bo.audience = optarg; break;
+        case O_MTMPL: mo.path_template = optarg; break;
         case O_LIFE:
             if (parse_uint("--token-lifetime", optarg, 86400, &v)) return EXIT_USAGE;
             bo.max_token_lifetime_s = (uint32_t)v;
@@ -192,8 +199,15 @@ int main(int argc, char **argv)
     }
     bo.store = store;
     bo.beacon = &bf.opts;
+    mo.store = store;
+    if (ct_migrate_server_new(&mo, &migrate, &err) != CT_OK) {
+        fprintf(stderr, PROG ": --migrate-template: %s\n", err.message);
+        rc = EXIT_USAGE;
+        goto out;
+    }
     if (ct_router_new(&router, &err) != CT_OK ||
-        ct_router_add(router, "ping", ct_router_ping, NULL, &err) != CT_OK) {
+        ct_router_add(router, "ping", ct_router_ping, NULL, &err) != CT_OK ||
+        ct_migrate_server_routes(migrate, router, &err) != CT_OK) {
         fprintf(stderr, PROG ": %s\n", err.message);
         goto out;
     }
@@ -215,6 +229,7 @@ out:
     install_stop_signals(NULL, NULL);
     ct_bridge_free(b);
     ct_router_free(router);
+    ct_migrate_server_free(migrate);
     ct_store_free(store);
     ct_ctx_free(ctx);
     ct_thread_cleanup();
