@@ -78,7 +78,7 @@ static ct_k8s_client *kube(ct_ctx *ctx)
     snprintf(path, sizeof path, "%s/kubeconfig", g_dir);
     o.kubeconfig = path;
     o.retry_base_ms = 10;
-    o.timeout_ms = 5000;
+    o.timeout_ms = ct_test_under_valgrind() ? 60000 : 10000;
     ck_ok(ct_k8s_client_new(ctx, &o, &c, &err), &err);
     return c;
 }
