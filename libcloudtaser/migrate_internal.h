@@ -24,6 +24,9 @@ ct_migrate_report *ctp_migrate_report_new(size_t total);
 ct_err ctp_migrate_report_add(ct_migrate_report *r, const char *ns, const char *name,
                               ct_migrate_outcome o, const char *msg, ct_error *err);
 
+/* The namespaces of the plan's scope (borrowed); returns their number. */
+size_t ctp_migrate_plan_namespaces(const ct_migrate_plan *p, const char *const **out);
+
 /* Record states. */
 #define CTP_MIGRATE_COPIED "copied"
 #define CTP_MIGRATE_DELETED "deleted"

@@ -20,7 +20,15 @@ struct ct_migrate_plan {
     size_t n_lists;
     struct plan_item *items;
     size_t n, to_migrate;
+    char **ns; /* the namespaces in scope */
+    size_t n_ns;
 };
+
+size_t ctp_migrate_plan_namespaces(const ct_migrate_plan *p, const char *const **out)
+{
+    *out = (const char *const *)p->ns;
+    return p->n_ns;
+}
 
 ct_migrate_reason ct_migrate_classify(const ct_k8s_secret *s)
 {
@@ -95,9 +103,19 @@ ct_err ct_migrate_plan_new(ct_k8s_client *c, const ct_migrate_scope *scope,
         nn = scope->n_namespaces;
     }
     lo.label_selector = scope ? scope->label_selector : NULL;
-    if (!(p = calloc(1, sizeof *p)) || !(p->lists = calloc(nn, sizeof *p->lists))) {
+    if (!(p = calloc(1, sizeof *p)) || !(p->lists = calloc(nn, sizeof *p->lists)) ||
+        !(p->ns = calloc(nn, sizeof *p->ns))) {
+        if (p)
+            free(p->lists);
         free(p);
         return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    }
+    for (i = 0; i < nn; i++) {
+        if (!(p->ns[i] = ctp_strdup(nss[i] ? nss[i] : ct_k8s_client_namespace(c)))) {
+            rc = ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+            goto fail;
+        }
+        p->n_ns++;
     }
     for (i = 0; i < nn; i++) {
         rc = ct_k8s_list_secrets(c, nss[i], &lo, &p->lists[i], err);
@@ -189,6 +207,9 @@ void ct_migrate_plan_free(ct_migrate_plan *p)
         return;
     for (i = 0; i < p->n_lists; i++)
         ct_k8s_secret_list_free(p->lists[i]);
+    for (i = 0; i < p->n_ns; i++)
+        free(p->ns[i]);
+    free(p->ns);
     free(p->lists);
     free(p->items);
     free(p);

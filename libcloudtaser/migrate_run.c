@@ -91,10 +91,15 @@ static ct_err call(run *r, json_t *req, json_t **ans, ct_error *err)
     return rc;
 }
 
-/* A fatal error: the bridge cannot be reached at all. */
+/*
+ * A fatal error stops the run: the session is gone or does not answer
+ * (every further request would wait for it), or the bridge does not serve
+ * the migration at all. Stopping is safe: nothing is deleted unverified,
+ * and running again resumes.
+ */
 static int fatal(const run *r, ct_err rc)
 {
-    return !r->reached && (rc == CT_E_CLOSED || rc == CT_E_TIMEOUT || rc == CT_E_UNSUPPORTED);
+    return rc == CT_E_CLOSED || rc == CT_E_TIMEOUT || (!r->reached && rc == CT_E_UNSUPPORTED);
 }
 
 static ct_err progress(run *r, const char *ns, const char *name, ct_migrate_outcome o,
@@ -226,7 +231,8 @@ static ct_err migrate_one(run *r, ct_k8s_client *c, const ct_k8s_secret *s, ct_e
     rc = call(r, req, NULL, &e);
     free_json(req);
     if (fatal(r, rc))
-        return ctp_err(err, rc, 0, "the bridge cannot be reached: %s", e.message);
+        return ctp_err(err, rc, 0, "the bridge cannot be reached or does not serve the "
+                       "migration: %s", e.message);
     if (rc == CT_E_CONFLICT)
         return progress(r, ns, name, CT_MIGRATE_SKIPPED, e.message, err);
     if (rc != CT_OK) {
@@ -239,9 +245,13 @@ static ct_err migrate_one(run *r, ct_k8s_client *c, const ct_k8s_secret *s, ct_e
     rc = req ? call(r, req, &rec, &e) : ctp_err(&e, CT_E_NOMEM, ENOMEM, "out of memory");
     json_decref(req);
     if (rc != CT_OK) {
+        ct_err fr = rc;
         snprintf(msg, sizeof msg, "read-back from the vault failed (%s): %s; the Secret is "
                  "kept", ct_err_name(rc), e.message);
-        return progress(r, ns, name, CT_MIGRATE_FAILED, msg, err);
+        rc = progress(r, ns, name, CT_MIGRATE_FAILED, msg, err);
+        if (rc == CT_OK && fatal(r, fr))
+            rc = ctp_err(err, fr, 0, "the bridge stopped answering: %s", e.message);
+        return rc;
     }
     if (!same(s, rec, why, sizeof why)) {
         free_json(rec);
@@ -264,9 +274,13 @@ static ct_err migrate_one(run *r, ct_k8s_client *c, const ct_k8s_secret *s, ct_e
     /* 4. journal */
     rc = mark(r, ns, name, ct_k8s_secret_uid(s), CTP_MIGRATE_DELETED, NULL, &e);
     if (rc != CT_OK) {
+        ct_err fr = rc;
         snprintf(msg, sizeof msg, "copied, verified and deleted from Kubernetes, but the vault "
                  "copy could not be marked deleted (%s): %s", ct_err_name(rc), e.message);
-        return progress(r, ns, name, CT_MIGRATE_FAILED, msg, err);
+        rc = progress(r, ns, name, CT_MIGRATE_FAILED, msg, err);
+        if (rc == CT_OK && fatal(r, fr))
+            rc = ctp_err(err, fr, 0, "the bridge stopped answering: %s", e.message);
+        return rc;
     }
     return progress(r, ns, name, CT_MIGRATE_MIGRATED,
                     deleted ? "" : "deletion pending (finalizers)", err);
@@ -283,6 +297,77 @@ static ct_err check_opts(const ct_migrate_run_options *o, ct_migrate_report **ou
         return ctp_err(err, CT_E_VERSION, 0, "ct_migrate_run_options: unknown version %u",
                        o->version);
     return CT_OK;
+}
+
+/*
+ * Completes the journal of an interrupted run: a copy still "copied" whose
+ * Secret is gone from Kubernetes (or was replaced: another uid) was
+ * verified and then deleted by a run killed before its mark: mark it
+ * "deleted" now. A copy whose Secret is still there is left alone (it was
+ * kept or failed, and is reported as such).
+ */
+static ct_err reconcile(run *r, ct_k8s_client *c, const ct_migrate_plan *plan, ct_error *err)
+{
+    const char *const *nss;
+    size_t nn = ctp_migrate_plan_namespaces(plan, &nss), i, j;
+    char *after = NULL;
+    int more = 1;
+    ct_err rc = CT_OK;
+
+    while (more && rc == CT_OK) {
+        json_t *req = json_pack("{s:s,s:s,s:i}", "op", "migrate.list", "state",
+                                CTP_MIGRATE_COPIED, "limit", 1000), *ans = NULL, *recs, *x;
+        ct_error e;
+        if (req && after)
+            json_object_set_new(req, "after", json_string(after));
+        rc = req ? call(r, req, &ans, &e) : ctp_err(&e, CT_E_NOMEM, ENOMEM, "out of memory");
+        json_decref(req);
+        if (rc != CT_OK) {
+            rc = ctp_err(err, rc, 0, "completing the journal: listing the copies failed: %s",
+                         e.message);
+            break;
+        }
+        recs = json_object_get(ans, "records");
+        more = json_is_true(json_object_get(ans, "more"));
+        free(after);
+        after = json_string_value(json_object_get(ans, "last"))
+                    ? ctp_strdup(json_string_value(json_object_get(ans, "last")))
+                    : NULL;
+        if (!after)
+            more = 0;
+        json_array_foreach(recs, i, x) {
+            const char *ns = json_string_value(json_object_get(x, "namespace"));
+            const char *name = json_string_value(json_object_get(x, "name"));
+            const char *uid = json_string_value(json_object_get(x, "uid"));
+            ct_k8s_secret *s = NULL;
+            ct_err g;
+            int in = 0;
+            for (j = 0; j < nn; j++)
+                in |= strcmp(nss[j], ns) == 0;
+            if (!in)
+                continue;
+            g = ct_k8s_get_secret(c, ns, name, &s, &e);
+            if (g == CT_OK && strcmp(ct_k8s_secret_uid(s), uid) == 0) {
+                ct_k8s_secret_free(s);
+                continue; /* still there: kept or failed, reported above */
+            }
+            ct_k8s_secret_free(s);
+            if (g != CT_OK && g != CT_E_NOTFOUND)
+                continue; /* unknown: leave it for the next run */
+            r->rep->totals.total++;
+            g = mark(r, ns, name, uid, CTP_MIGRATE_DELETED, NULL, &e);
+            if (g == CT_OK)
+                rc = progress(r, ns, name, CT_MIGRATE_MIGRATED,
+                              "deleted by an interrupted run; journal completed", err);
+            else if (fatal(r, g))
+                rc = ctp_err(err, g, 0, "the bridge stopped answering: %s", e.message);
+            if (rc != CT_OK)
+                break;
+        }
+        json_decref(ans);
+    }
+    free(after);
+    return rc;
 }
 
 ct_err ct_migrate_apply(ct_k8s_client *c, const ct_migrate_plan *plan,
@@ -309,6 +394,8 @@ ct_err ct_migrate_apply(ct_k8s_client *c, const ct_migrate_plan *plan,
         else
             rc = migrate_one(&r, c, s, err);
     }
+    if (rc == CT_OK)
+        rc = reconcile(&r, c, plan, err);
     *out = r.rep;
     return rc;
 }

@@ -443,10 +443,10 @@ static ct_err op_list(void *arg, const char *fp, ct_session *s, uint32_t stream,
 {
     ct_migrate_server *m = arg;
     char prefix[2 * CT_STORE_KEY_MAX + 64];
-    const char *after;
+    const char *after, *state;
     ct_strlist *keys = NULL;
     json_t *o, *a, *ans;
-    size_t i, n, skip, taken = 0, plen;
+    size_t i, n, taken = 0, plen;
     json_int_t limit;
     ct_err rc;
     (void)s;
@@ -457,6 +457,7 @@ static ct_err op_list(void *arg, const char *fp, ct_session *s, uint32_t stream,
     if (!(o = load_req(req, req_len, err)))
         return CT_E_INVALID;
     after = str(o, "after");
+    state = str(o, "state");
     limit = json_integer_value(json_object_get(o, "limit"));
     if (limit <= 0 || limit > LIST_MAX)
         limit = LIST_MAX;
@@ -469,23 +470,37 @@ static ct_err op_list(void *arg, const char *fp, ct_session *s, uint32_t stream,
     }
     ans = json_object();
     a = json_array();
-    json_object_set_new(ans, "keys", a);
+    json_object_set_new(ans, state ? "records" : "keys", a);
     n = ct_strlist_count(keys);
-    for (i = 0, skip = 0; i < n; i++) {
+    for (i = 0; i < n && (json_int_t)taken < limit; i++) {
         const char *k = ct_strlist_get(keys, i) + plen;
-        if (after && strcmp(k, after) <= 0) {
-            skip++;
+        if (after && strcmp(k, after) <= 0)
+            continue;
+        if (state) {
+            /* only the records in that state, with what identifies them */
+            json_t *rec = NULL;
+            uint64_t ver;
+            const char *st;
+            if (read_record(m->store, ct_strlist_get(keys, i), &rec, &ver, NULL) != CT_OK)
+                continue;
+            st = str(rec, "state");
+            if (st && strcmp(st, state) == 0 && str(rec, "namespace") && str(rec, "name") &&
+                str(rec, "uid"))
+                json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s}", "key", k, "namespace",
+                                                   str(rec, "namespace"), "name",
+                                                   str(rec, "name"), "uid", str(rec, "uid")));
+            free_json(rec);
+            taken++; /* records read count against the limit */
             continue;
         }
-        if ((json_int_t)taken == limit)
-            break;
         json_array_append_new(a, json_string(k));
         taken++;
     }
+    if (state && i > 0 && i <= n)
+        json_object_set_new(ans, "last", json_string(ct_strlist_get(keys, i - 1) + plen));
     json_object_set_new(ans, "more", json_boolean(i < n));
     ct_strlist_free(keys);
     json_decref(o);
-    (void)skip;
     return answer(ans, resp, resp_len, err);
 }
 

@@ -153,10 +153,11 @@ typedef struct ct_migrate_report ct_migrate_report;
 /*
  * Migrates the plan's CT_MIGRATE_GO Secrets one by one as described at the
  * top of this file. A failure on one Secret is recorded in the report and
- * the run goes on, except when the bridge cannot be reached at all
- * (CT_E_CLOSED, CT_E_TIMEOUT, CT_E_UNSUPPORTED from the first request):
- * then the run stops and returns that error (*out is still set, with what
- * was done). Deletion needs RBAC delete on secrets. *out: free with
+ * the run goes on, except when the session is gone or does not answer
+ * (CT_E_CLOSED, CT_E_TIMEOUT) or the bridge does not serve the migration
+ * (CT_E_UNSUPPORTED from the first request): then the run stops and
+ * returns that error (*out is still set, with what was done; nothing was
+ * deleted unverified; running again resumes). Deletion needs RBAC delete on secrets. *out: free with
  * ct_migrate_report_free.
  */
 CT_API ct_err ct_migrate_apply(ct_k8s_client *c, const ct_migrate_plan *plan,

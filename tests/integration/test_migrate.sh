@@ -166,13 +166,18 @@ ok "restore: $N Secrets recreated"
 # kill -9 at random points, 20 times, then resume
 killed=0
 for round in $(seq 1 20); do
+  if [ "$("$CT" target migrate plan --kubeconfig "$KC" --namespace apps -o json |
+          python3 -c 'import json,sys; print(json.load(sys.stdin)["migrate"])')" = 0 ]; then
+    migrate "restore-r$round" restore || fail "restore before round $round" # work to kill
+  fi
   "$ISSUER" "$tmp/iss"
   "$CT" target migrate apply "${B[@]}" --kubeconfig "$KC" --token-file "$tmp/iss/token" \
-    --namespace apps -o json > "$tmp/kill.json" 2> "$tmp/kill.log" &
+    --namespace apps -o json > "$tmp/kill.json" 2> "$tmp/kill-$round.log" &
   p=$!
   sleep "$(python3 -c 'import random; print(round(random.uniform(0.2, 0.9), 2))')"
   if kill -9 "$p" 2>/dev/null; then killed=$((killed + 1)); fi
   wait "$p" 2>/dev/null || true
+  echo "# round $round: $(grep -c 'Secrets/s' "$tmp/kill-$round.log" || true) progress lines; $(tail -n 1 "$tmp/kill-$round.log")"
 done
 left=$("$CT" target migrate plan --kubeconfig "$KC" --namespace apps -o json |
        python3 -c 'import json,sys; print(json.load(sys.stdin)["migrate"])')
@@ -185,7 +190,7 @@ store_dump > "$tmp/dump3.json"
 check_store "$tmp/dump3.json" "$N"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); s={v[0] for v in d.values()}; assert s=={"deleted"}, s' \
   "$tmp/dump3.json" || fail "states after resume"
-ok "kill -9 x20 + resume: all $N in the store byte for byte, none duplicated, gone from Kubernetes"
+ok "kill -9 x20 (restoring when all was done) + resume: all $N in the store byte for byte, none duplicated, gone from Kubernetes"
 
 migrate restore2 restore || fail "second restore exited $?"
 [ "$("$CT" target migrate plan --kubeconfig "$KC" --namespace apps -o json |

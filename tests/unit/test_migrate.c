@@ -606,6 +606,63 @@ START_TEST(server_ops)
 }
 END_TEST
 
+static ct_err closed_after(void *arg, const void *req, size_t len, uint8_t **resp,
+                           size_t *resp_len, ct_error *err)
+{
+    wire *w = arg;
+    if (w->calls >= 3) { /* put, get and mark of the first Secret, then the put of the next */
+        ct_error_clear(err);
+        err->code = CT_E_CLOSED;
+        snprintf(err->message, sizeof err->message, "the session closed");
+        return CT_E_CLOSED;
+    }
+    w->calls++;
+    *resp = NULL;
+    *resp_len = 0;
+    return ct_router_handle(w->router, w->fp, NULL, 1, req, len, resp, resp_len, err);
+}
+
+START_TEST(session_lost)
+{
+    ct_k8s_client *c = kube(g_ctx);
+    ct_migrate_run_options ro = CT_MIGRATE_RUN_OPTIONS_INIT;
+    ct_migrate_plan *p = NULL;
+    ct_migrate_report *r = NULL;
+    ct_migrate_progress t;
+    const char *nss[1] = { "apps" };
+    ct_migrate_scope sc = CT_MIGRATE_SCOPE_INIT;
+    wire w;
+    ct_error err;
+
+    wire_open(&w, g_ctx, NULL);
+    add_plain("apps", "a", 1);
+    add_plain("apps", "b", 2);
+    add_plain("apps", "c", 3);
+    sc.namespaces = nss;
+    sc.n_namespaces = 1;
+    ck_ok(ct_migrate_plan_new(c, &sc, &p, &err), &err);
+    ro.request = closed_after;
+    ro.request_arg = &w;
+    ck_err(ct_migrate_apply(c, p, &ro, &r, &err), CT_E_CLOSED, &err);
+    ct_migrate_report_totals(r, &t);
+    ck_assert_uint_eq(t.migrated, 1); /* then it stopped at once */
+    ck_assert_uint_eq(t.done, 1);
+    ct_migrate_report_free(r);
+    ck_assert_uint_eq(fake_k8s_secret_count(g_fk, "apps"), 2);
+    /* a bridge that does not serve the migration: stops at the first request */
+    ct_router_free(w.router);
+    ck_ok(ct_router_new(&w.router, &err), &err);
+    ro.request = via_router;
+    ck_err(ct_migrate_apply(c, p, &ro, &r, &err), CT_E_UNSUPPORTED, &err);
+    ck_assert_uint_eq(ct_migrate_report_count(r), 0);
+    ct_migrate_report_free(r);
+    ct_migrate_plan_free(p);
+    ck_assert_uint_eq(fake_k8s_secret_count(g_fk, "apps"), 2);
+    wire_close(&w);
+    ct_k8s_client_free(c);
+}
+END_TEST
+
 /* ---------------------------------------------------------- kill -9 */
 
 /* The child: a whole migration run of its own (own context, client, store). */
@@ -669,6 +726,8 @@ START_TEST(kill9_resume)
         ck_assert_msg(rec != NULL, "%s lost", name);
         d = stored_data(rec);
         ck_assert_str_eq(d, before[i]);
+        /* the journal is complete, also for a run killed between delete and mark */
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "state")), "deleted");
         free(d);
         free(before[i]);
         json_decref(rec);
@@ -743,6 +802,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, restore_all);
     tcase_add_test(tc, create_secret_call);
     tcase_add_test(tc, server_ops);
+    tcase_add_test(tc, session_lost);
     tcase_add_test(tc, kill9_resume);
     tcase_add_test(tc, throughput);
     suite_add_tcase(s, tc);
