@@ -931,6 +931,45 @@ ct_err ct_k8s_delete_secret(ct_k8s_client *c, const char *ns, const char *name,
     return rc;
 }
 
+ct_err ct_k8s_create_secret(ct_k8s_client *c, const char *ns, const char *name,
+                            const char *type, const char *const *labels,
+                            const char *const *keys, const ct_secret *const *values, size_t n,
+                            ct_k8s_secret **out, ct_error *err)
+{
+    char path[600], what[600];
+    ct_secret *body = NULL;
+    ct_k8s_secret *made = NULL;
+    ctp_http_response resp;
+    long st;
+    ct_err rc;
+
+    if (out)
+        *out = NULL;
+    if (!c || (n && (!keys || !values)))
+        return ctp_err(err, CT_E_INVALID, 0, "ct_k8s_create_secret: NULL argument");
+    if ((rc = check_ns(c, &ns, err)) != CT_OK)
+        return rc;
+    if (!ctp_k8s_valid_name(name))
+        return ctp_err(err, CT_E_INVALID, 0, "\"%.64s\" is not a valid Secret name",
+                       name ? name : "(null)");
+    rc = ctp_k8s_secret_body(ns, name, type, labels, keys, values, n, &body, err);
+    if (rc != CT_OK)
+        return rc;
+    snprintf(path, sizeof path, "/api/v1/namespaces/%s/secrets", ns);
+    snprintf(what, sizeof what, "create secret %s/%s", ns, name);
+    rc = k8s_call(c, "POST", path, ct_secret_data(body), ct_secret_len(body), what, 0,
+                  "application/json", &resp, &st, err);
+    if (rc == CT_OK)
+        rc = ctp_k8s_parse_secret((const char *)resp.body, resp.body_len, &made, err);
+    ctp_http_response_clear(&resp);
+    ct_secret_free(body);
+    if (rc == CT_OK && out)
+        *out = made;
+    else
+        ct_k8s_secret_free(made);
+    return rc;
+}
+
 ct_err ct_k8s_create_token_review(ct_k8s_client *c, const char *token,
                                   const char *const *audiences, size_t n_audiences,
                                   ct_k8s_token_review **out, ct_error *err)

@@ -117,6 +117,16 @@ ct_err ctp_k8s_token_review_body(const char *token, const char *const *audiences
                                  ct_secret **out, ct_error *err);
 
 /* The DeleteOptions body with preconditions (either may be NULL). *out: free(). */
+/*
+ * The body of a Secret create (ct_k8s_create_secret), in a ct_secret (it
+ * carries the values). Checks the data keys and labels.
+ */
+ct_err ctp_k8s_secret_body(const char *ns, const char *name, const char *type,
+                           const char *const *labels, const char *const *keys,
+                           const ct_secret *const *values, size_t n, ct_secret **out,
+                           ct_error *err);
+/* 1 if s is a valid Secret data key (1..253 of [-._a-zA-Z0-9]). */
+int ctp_k8s_valid_data_key(const char *s);
 ct_err ctp_k8s_delete_body(const char *uid, const char *rv, char **out, ct_error *err);
 
 /* A JWK set: a JSON object with a "keys" array. Errors: CT_E_PROTO. */

@@ -743,6 +743,113 @@ out:
     return rc;
 }
 
+int ctp_k8s_valid_data_key(const char *s)
+{
+    size_t i, n = s ? strlen(s) : 0;
+    if (n == 0 || n > 253)
+        return 0;
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+ct_err ctp_k8s_secret_body(const char *ns, const char *name, const char *type,
+                           const char *const *labels, const char *const *keys,
+                           const ct_secret *const *values, size_t n, ct_secret **out,
+                           ct_error *err)
+{
+    json_t *meta = NULL, *lab = NULL;
+    char *mj = NULL, *tj = NULL;
+    size_t i, total, pos = 0;
+    ct_secret *b = NULL;
+    ct_err rc = CT_OK;
+    uint8_t *p;
+
+    *out = NULL;
+    if (!type)
+        type = "Opaque";
+    if (!is_token_text(type, 253))
+        return ctp_err(err, CT_E_INVALID, 0, "create secret: the type is empty or not "
+                       "printable ASCII");
+    for (i = 0; i < n; i++) {
+        if (!ctp_k8s_valid_data_key(keys[i]) || !values[i])
+            return ctp_err(err, CT_E_INVALID, 0, "create secret %s/%s: data key \"%.64s\" is "
+                           "not 1 to 253 characters of [-._a-zA-Z0-9]", ns, name,
+                           keys[i] ? keys[i] : "(null)");
+        if (ct_secret_len(values[i]) > ((size_t)1 << 20))
+            return ctp_err(err, CT_E_TOOBIG, 0, "create secret %s/%s: value of %s over 1 MiB",
+                           ns, name, keys[i]);
+    }
+    if (!(meta = json_object()) || json_object_set_new(meta, "name", json_string(name)) ||
+        json_object_set_new(meta, "namespace", json_string(ns))) {
+        rc = ctp_err(err, CT_E_NOMEM, 0, "out of memory");
+        goto out;
+    }
+    if (labels && labels[0]) {
+        if (!(lab = json_object()) || json_object_set(meta, "labels", lab)) {
+            rc = ctp_err(err, CT_E_NOMEM, 0, "out of memory");
+            goto out;
+        }
+        for (i = 0; labels[i]; i += 2) {
+            if (!labels[i + 1] || !is_token_text(labels[i], 317) ||
+                strlen(labels[i + 1]) > 63 ||
+                json_object_set_new(lab, labels[i], json_string(labels[i + 1]))) {
+                rc = ctp_err(err, CT_E_INVALID, 0, "create secret %s/%s: a label is malformed",
+                             ns, name);
+                goto out;
+            }
+        }
+    }
+    mj = json_dumps(meta, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    {
+        json_t *t = json_string(type);
+        tj = t ? json_dumps(t, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        json_decref(t);
+    }
+    if (!mj || !tj) {
+        rc = ctp_err(err, CT_E_NOMEM, 0, "out of memory");
+        goto out;
+    }
+    /* {"apiVersion":"v1","kind":"Secret","metadata":M,"type":T,"data":{"k":"v",...}} */
+    total = 64 + strlen(mj) + strlen(tj);
+    for (i = 0; i < n; i++)
+        total += strlen(keys[i]) + 6 + ctp_b64_encoded_len(ct_secret_len(values[i]), CTP_B64_STD);
+    if ((rc = ct_secret_new(total + 1, &b, err)) != CT_OK)
+        goto out;
+    p = ct_secret_data(b);
+    pos = (size_t)snprintf((char *)p, total + 1,
+                           "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":%s,"
+                           "\"type\":%s,\"data\":{", mj, tj);
+    for (i = 0; i < n; i++) {
+        pos += (size_t)snprintf((char *)p + pos, total + 1 - pos, "%s\"%s\":\"", i ? "," : "",
+                                keys[i]);
+        pos += ctp_b64_encode(ct_secret_data(values[i]), ct_secret_len(values[i]),
+                              (char *)p + pos, CTP_B64_STD);
+        p[pos++] = '"';
+    }
+    p[pos++] = '}';
+    p[pos++] = '}';
+    p[pos] = '\0';
+    rc = ct_secret_truncate(b, pos);
+    if (rc != CT_OK)
+        rc = ctp_err(err, rc, 0, "create secret: body");
+    if (rc == CT_OK) {
+        *out = b;
+        b = NULL;
+    }
+out:
+    ct_secret_free(b);
+    json_decref(lab);
+    json_decref(meta);
+    free(mj);
+    free(tj);
+    return rc;
+}
+
 ct_err ctp_k8s_delete_body(const char *uid, const char *rv, char **out, ct_error *err)
 {
     json_t *root, *pre = NULL;

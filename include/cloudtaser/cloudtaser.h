@@ -25,5 +25,6 @@
 #include "k8s.h"
 #include "broker.h"
 #include "review.h"
+#include "migrate.h"
 
 #endif

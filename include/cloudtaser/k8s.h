@@ -269,6 +269,27 @@ CT_API ct_err ct_k8s_delete_secret(ct_k8s_client *c, const char *ns, const char 
                                    const char *uid, const char *resource_version,
                                    int *deleted, ct_error *err);
 
+/*
+ * POST /api/v1/namespaces/{ns}/secrets (ns NULL: the client's): creates a
+ * Secret named `name` of `type` (NULL: "Opaque") with labels (`labels`:
+ * NULL, or a NULL-terminated list of key, value, key, value, ...) and n
+ * data entries keys[i] -> values[i] (sent base64-encoded; values may be
+ * empty). Data keys are 1..253 characters of [-._a-zA-Z0-9]. The request
+ * body holds the values, so it is built in a ct_secret and wiped; the
+ * answer (which echoes them) is wiped too. *out (may be NULL): the created
+ * Secret as the server returned it (uid, resourceVersion), free with
+ * ct_k8s_secret_free. Never retried (the outcome of a failed attempt is
+ * unknown: read the Secret to find out).
+ * Errors: CT_E_INVALID (bad name, namespace, key or label), CT_E_CONFLICT
+ * (409 AlreadyExists: a Secret of that name exists; nothing was changed),
+ * CT_E_DENIED (no RBAC create on secrets), CT_E_PROTO (not a Secret), and
+ * as at the top of this file.
+ */
+CT_API ct_err ct_k8s_create_secret(ct_k8s_client *c, const char *ns, const char *name,
+                                   const char *type, const char *const *labels,
+                                   const char *const *keys, const ct_secret *const *values,
+                                   size_t n, ct_k8s_secret **out, ct_error *err);
+
 /* --------------------------------------------------------- TokenReview */
 
 typedef struct ct_k8s_token_review ct_k8s_token_review;

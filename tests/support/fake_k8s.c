@@ -72,6 +72,7 @@ struct fake_k8s {
     char *log[LOG_KEEP];
     size_t log_n; /* total recorded since reset */
     char *paths[LOG_KEEP];
+    char touch_ns[300], touch_name[300]; /* fake_k8s_touch_before_delete */
 };
 
 typedef struct fk_req {
@@ -744,6 +745,11 @@ static enum MHD_Result delete_secret(fake_k8s *fk, struct MHD_Connection *c, con
         return fail(c, 404, "NotFound", details(name, NULL, "secrets"),
                     "secrets \"%s\" not found", name);
     }
+    if (fk->touch_name[0] && strcmp(fk->touch_ns, ns) == 0 &&
+        strcmp(fk->touch_name, name) == 0) {
+        fk->touch_name[0] = '\0'; /* the test hook: modified just before this delete */
+        set_rv(s->item, ++fk->rv);
+    }
     uid = meta_str(s->item, "uid");
     rv = meta_str(s->item, "resourceVersion");
     pre = json_object_get(opts, "preconditions");
@@ -788,6 +794,67 @@ static enum MHD_Result delete_secret(fake_k8s *fk, struct MHD_Connection *c, con
     fk->rv++;
     remove_secret(fk, s);
     return send_json(c, 200, res, NULL, NULL);
+}
+
+/* POST /api/v1/namespaces/{ns}/secrets, as the API server: 201 with the object. */
+static enum MHD_Result create_secret(fake_k8s *fk, struct MHD_Connection *c, const who *w,
+                                     const char *ns, const fk_req *rq)
+{
+    json_t *in, *meta, *item, *v;
+    json_error_t je;
+    const char *name, *k;
+
+    if (!(w->perms & FK_CREATE_SECRETS))
+        return forbidden_ns(c, w, "create", "secrets", NULL, ns);
+    if (!is_json_type(c))
+        return unsupported_media(c);
+    in = json_loadb(rq->body ? rq->body : "", rq->len, 0, &je);
+    if (!json_is_object(in)) {
+        json_decref(in);
+        return fail(c, 400, "BadRequest", NULL, "json: cannot unmarshal into v1.Secret: %s",
+                    je.text);
+    }
+    meta = json_object_get(in, "metadata");
+    name = meta_str(in, "name");
+    if (!json_is_object(meta) || !*name) {
+        json_decref(in);
+        return fail(c, 422, "Invalid", details("", NULL, "Secret"),
+                    "Secret \"\" is invalid: metadata.name: Required value: name or "
+                    "generateName is required");
+    }
+    if (*meta_str(in, "namespace") && strcmp(meta_str(in, "namespace"), ns) != 0) {
+        enum MHD_Result ret = fail(c, 400, "BadRequest", NULL, "the namespace of the provided "
+                                   "object does not match the namespace sent on the request");
+        json_decref(in);
+        return ret;
+    }
+    if (find_secret(fk, ns, name)) {
+        enum MHD_Result ret = fail(c, 409, "AlreadyExists", details(name, NULL, "secrets"),
+                                   "secrets \"%s\" already exists", name);
+        json_decref(in);
+        return ret;
+    }
+    item = json_object();
+    {
+        json_t *m = json_object();
+        json_object_set_new(m, "name", json_string(name));
+        json_object_set_new(m, "namespace", json_string(ns));
+        json_object_foreach(meta, k, v)
+            if (strcmp(k, "labels") == 0 || strcmp(k, "annotations") == 0)
+                json_object_set(m, k, v);
+        json_object_set_new(item, "metadata", m);
+    }
+    if ((v = json_object_get(in, "data")) && json_is_object(v))
+        json_object_set(item, "data", v);
+    json_object_set_new(item, "type", json_string(json_is_string(json_object_get(in, "type"))
+                                                      ? json_string_value(json_object_get(in, "type"))
+                                                      : "Opaque"));
+    json_decref(in);
+    if (insert_secret(fk, item) != 0) {
+        json_decref(item);
+        return fail(c, 500, "InternalError", NULL, "fake-k8s: insert failed");
+    }
+    return send_json(c, 201, full_secret(item), NULL, NULL);
 }
 
 static int csv_has(const char *csv, const char *s)
@@ -1052,6 +1119,8 @@ static enum MHD_Result route(fake_k8s *fk, struct MHD_Connection *c, const char 
         strcmp(rest, "s") == 0) {
         if (strcmp(method, "GET") == 0)
             ret = list_secrets(fk, c, &w, ns);
+        else if (strcmp(method, "POST") == 0)
+            ret = create_secret(fk, c, &w, ns, rq);
         else
             ret = fail(c, 405, "MethodNotAllowed", json_object(), "the server does not allow "
                        "this method on the requested resource");
@@ -1334,6 +1403,47 @@ int fake_k8s_touch_secret(fake_k8s *fk, const char *ns, const char *name)
     }
     pthread_mutex_unlock(&fk->mu);
     return rc;
+}
+
+int fake_k8s_touch_before_delete(fake_k8s *fk, const char *ns, const char *name)
+{
+    int r = -1;
+    pthread_mutex_lock(&fk->mu);
+    if (find_secret(fk, ns, name) && strlen(ns) < sizeof fk->touch_ns &&
+        strlen(name) < sizeof fk->touch_name) {
+        snprintf(fk->touch_ns, sizeof fk->touch_ns, "%s", ns);
+        snprintf(fk->touch_name, sizeof fk->touch_name, "%s", name);
+        r = 0;
+    }
+    pthread_mutex_unlock(&fk->mu);
+    return r;
+}
+
+int fake_k8s_remove_secret(fake_k8s *fk, const char *ns, const char *name)
+{
+    fk_secret *s;
+    int r = -1;
+    pthread_mutex_lock(&fk->mu);
+    if ((s = find_secret(fk, ns, name))) {
+        fk->rv++;
+        remove_secret(fk, s);
+        r = 0;
+    }
+    pthread_mutex_unlock(&fk->mu);
+    return r;
+}
+
+char *fake_k8s_secret_data_json(fake_k8s *fk, const char *ns, const char *name)
+{
+    fk_secret *s;
+    char *r = NULL;
+    pthread_mutex_lock(&fk->mu);
+    if ((s = find_secret(fk, ns, name))) {
+        json_t *d = json_object_get(s->item, "data");
+        r = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : xstrdup("{}");
+    }
+    pthread_mutex_unlock(&fk->mu);
+    return r;
 }
 
 int fake_k8s_set_secret_uid(fake_k8s *fk, const char *ns, const char *name, const char *uid)

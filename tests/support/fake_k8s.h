@@ -9,6 +9,7 @@
  *   GET    /api/v1/namespaces/{ns}/secrets?limit=&continue=&labelSelector=
  *   GET    /api/v1/namespaces/{ns}/secrets/{name}
  *   DELETE /api/v1/namespaces/{ns}/secrets/{name}              (preconditions)
+ *   POST   /api/v1/namespaces/{ns}/secrets                     (create; 409 AlreadyExists)
  *   POST   /apis/authentication.k8s.io/v1/tokenreviews
  *   GET    /openid/v1/jwks
  *
@@ -45,7 +46,8 @@ enum {
     FK_DELETE_SECRETS = 1 << 3,
     FK_CREATE_TOKENREVIEWS = 1 << 4,
     FK_GET_JWKS = 1 << 5,
-    FK_ALL = (1 << 6) - 1
+    FK_CREATE_SECRETS = 1 << 6,
+    FK_ALL = (1 << 7) - 1
 };
 
 typedef enum fake_k8s_fault {
@@ -91,6 +93,19 @@ int fake_k8s_add_secret(fake_k8s *fk, const char *ns, const char *name, const ch
 void fake_k8s_seed_fixture_secrets(fake_k8s *fk);
 /* Bumps a Secret's resourceVersion (someone modified it). 0 or -1. */
 int fake_k8s_touch_secret(fake_k8s *fk, const char *ns, const char *name);
+/*
+ * Test hook: the next DELETE of ns/name first bumps the Secret's
+ * resourceVersion (someone modified it between the client's read and its
+ * delete), once. 0, or -1 if there is no such Secret.
+ */
+int fake_k8s_touch_before_delete(fake_k8s *fk, const char *ns, const char *name);
+/* Deletes a Secret outright (test setup). 0 or -1. */
+int fake_k8s_remove_secret(fake_k8s *fk, const char *ns, const char *name);
+/*
+ * The data of a Secret as JSON text ({"key":"base64",...}), malloc'd, or
+ * NULL if there is none.
+ */
+char *fake_k8s_secret_data_json(fake_k8s *fk, const char *ns, const char *name);
 /* Gives a Secret a new uid (deleted and recreated). 0 or -1. */
 int fake_k8s_set_secret_uid(fake_k8s *fk, const char *ns, const char *name, const char *uid);
 /* Reads uid/resourceVersion of a Secret (buffers of 64). 1 if it exists, else 0. */

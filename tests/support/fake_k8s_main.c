@@ -20,6 +20,11 @@
  * AUDIENCES_CSV" (USER_JSON without spaces) or "revoked TOKEN".
  * SIGHUP re-reads --reviews and --jwks (a rotation of the issuer keys) and
  * prints "reloaded" on stderr.
+ * --populate NS:N: N Opaque Secrets s-0000.. in NS (data username=user-<i>,
+ * password=p@ss"word\<i*7919>\n) plus four that a migration skips
+ * (sa-token, sh.helm.release.v1.web.v1, bootstrap-token-abcdef, owned-tls).
+ * --touch-before-delete NS/NAME: the first DELETE of that Secret finds it
+ * modified (resourceVersion bumped) just before (fake_k8s_touch_before_delete).
  */
 #include "fake_k8s.h"
 
@@ -37,7 +42,8 @@
 static int usage(void)
 {
     fputs("usage: fake-k8s --dir DIR [--tls-dir DIR] [--uid UUID] [--token TOKEN] "
-          "[--user NAME] [--deny] [--seed] [--jwks FILE] [--fault KIND:COUNT] [--seconds N]\n",
+          "[--user NAME] [--deny] [--seed] [--jwks FILE] [--fault KIND:COUNT] [--seconds N] "
+          "[--populate NS:N] [--touch-before-delete NS/NAME]\n",
           stderr);
     return 2;
 }
@@ -102,12 +108,42 @@ static int load_jwks(fake_k8s *fk, const char *path)
     return 0;
 }
 
+static int do_populate(fake_k8s *fk, const char *spec)
+{
+    char ns[256], name[64], v1[64], v2[64], j[1024];
+    const char *colon = strchr(spec, ':');
+    const char *kv[] = { "username", v1, "password", v2, NULL }, *tok[] = { "token", "abc", NULL };
+    long n, i;
+    if (!colon || (size_t)(colon - spec) >= sizeof ns || (n = atol(colon + 1)) <= 0 ||
+        n > 100000)
+        return -1;
+    snprintf(ns, sizeof ns, "%.*s", (int)(colon - spec), spec);
+    for (i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "s-%04ld", i);
+        snprintf(v1, sizeof v1, "user-%ld", i);
+        snprintf(v2, sizeof v2, "p@ss\"word\\%ld\n", i * 7919);
+        if (fake_k8s_add_secret(fk, ns, name, "Opaque", kv) != 0)
+            return -1;
+    }
+    snprintf(j, sizeof j,
+             "{\"metadata\":{\"namespace\":\"%s\",\"name\":\"owned-tls\",\"ownerReferences\":"
+             "[{\"apiVersion\":\"cert-manager.io/v1\",\"kind\":\"Certificate\",\"name\":\"web\","
+             "\"uid\":\"3c1e9a57-0b2d-4c8e-9f61-7a4d2e5b8c90\",\"controller\":true}]},"
+             "\"type\":\"kubernetes.io/tls\",\"data\":{\"tls.crt\":\"Y2VydA==\"}}", ns);
+    return fake_k8s_add_secret(fk, ns, "sa-token", "kubernetes.io/service-account-token", tok) ||
+           fake_k8s_add_secret(fk, ns, "sh.helm.release.v1.web.v1", "helm.sh/release.v1", tok) ||
+           fake_k8s_add_secret(fk, ns, "bootstrap-token-abcdef", "bootstrap.kubernetes.io/token",
+                               tok) ||
+           fake_k8s_add_secret_json(fk, j) ? -1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *tls = FAKE_K8S_TLS_DIR, *uid = NULL, *token = "fake-admin-token";
     const char *user = "system:serviceaccount:cloudtaser:cloudtaser-operator", *jwks = NULL;
     const char *reviews = NULL;
     time_t end;
+    const char *populate = NULL, *touch = NULL;
     fake_k8s_fault fault = FK_FAULT_NONE;
     int deny = 0, seed = 0, seconds = 600, fault_count = 0, i, sig = 0;
     struct timespec ts;
@@ -140,6 +176,10 @@ int main(int argc, char **argv)
             jwks = v;
         else if (strcmp(a, "--reviews") == 0)
             reviews = v;
+        else if (strcmp(a, "--populate") == 0)
+            populate = v;
+        else if (strcmp(a, "--touch-before-delete") == 0)
+            touch = v;
         else if (strcmp(a, "--seconds") == 0)
             seconds = atoi(v);
         else if (strcmp(a, "--fault") == 0) {
@@ -176,6 +216,24 @@ int main(int argc, char **argv)
         load_reviews(fk, reviews);
     if (fault != FK_FAULT_NONE)
         fake_k8s_inject(fk, fault, fault_count, NULL);
+    if (populate && do_populate(fk, populate) != 0) {
+        fake_k8s_stop(fk);
+        return usage();
+    }
+    if (touch) {
+        char ns[256];
+        const char *slash = strchr(touch, '/');
+        if (!slash || (size_t)(slash - touch) >= sizeof ns) {
+            fake_k8s_stop(fk);
+            return usage();
+        }
+        snprintf(ns, sizeof ns, "%.*s", (int)(slash - touch), touch);
+        if (fake_k8s_touch_before_delete(fk, ns, slash + 1) != 0) {
+            fprintf(stderr, "fake-k8s: --touch-before-delete: no Secret %s\n", touch);
+            fake_k8s_stop(fk);
+            return 1;
+        }
+    }
     if (fake_k8s_write_configs(fk, dir, tls, token) != 0) {
         fprintf(stderr, "fake-k8s: cannot write the configuration files into %s\n", dir);
         fake_k8s_stop(fk);

@@ -3,7 +3,8 @@
  * to the secret store. Thin: flags, signals, the event display and the
  * requests it serves (a ct_router: ping; with --serve-pods the Vault proxy
  * for the operators' brokers: vault.http and broker.cert, broker.h), and the
- * TokenReview endpoints for Vault's Kubernetes auth (review.h).
+ * TokenReview endpoints for Vault's Kubernetes auth (review.h), and the Secret
+ * migration ops (migrate.h).
  */
 #include "../agent/agent_cli.h"
 #include "../store/store_cli.h"
@@ -56,6 +57,9 @@ BEACON_FLAGS_HELP
 "                           tunnel to the cluster's operator. Repeatable; the\n"
 "                           cluster must be registered. Prints \"tokenreview\n"
 "                           FP8 URL\" once listening\n"
+"  --migrate-template T     where migrated Kubernetes Secrets go below\n"
+"                           clusters/<fingerprint>/ (default:\n"
+"                           " CT_MIGRATE_DEFAULT_TEMPLATE ")\n"
 "  -o, --output json        events as one JSON object per line\n"
 "  -v, --verbose            also log library notices to stderr\n"
 "  -h, --help               this help\n"
@@ -99,7 +103,7 @@ static int parse_uint(const char *opt, const char *s, unsigned long max, unsigne
 int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_AUD, O_LIFE, O_DAYS,
-           O_INITW, O_OPW, O_SCAN, O_PODS, O_PODS_EXTRA, O_BDAYS, O_REVIEW };
+           O_INITW, O_OPW, O_SCAN, O_PODS, O_PODS_EXTRA, O_BDAYS, O_REVIEW, O_MTMPL };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -117,6 +121,7 @@ int main(int argc, char **argv)
         { "pods-extra-prefix", required_argument, 0, O_PODS_EXTRA },
         { "broker-cert-days", required_argument, 0, O_BDAYS },
         { "tokenreview", required_argument, 0, O_REVIEW },
+        { "migrate-template", required_argument, 0, O_MTMPL },
         { "output", required_argument, 0, 'o' },
         { "verbose", no_argument, 0, 'v' },
         { "help", no_argument, 0, 'h' },
@@ -140,6 +145,8 @@ int main(int argc, char **argv)
     const char *reviews[MAX_REVIEWS];
     ct_review_server *rs[MAX_REVIEWS] = { 0 };
     size_t n_reviews = 0, i;
+    ct_migrate_server_options mo = CT_MIGRATE_SERVER_OPTIONS_INIT;
+    ct_migrate_server *migrate = NULL;
     ct_error err;
     evctx ev = { 0 };
     unsigned long v;
@@ -157,6 +164,7 @@ int main(int argc, char **argv)
         case O_SYSCA: bf.system_ca = 1; break;
         case O_NAME: bf.name = optarg; break;
         case O_AUD: bo.audience = optarg; break;
+        case O_MTMPL: mo.path_template = optarg; break;
         case O_LIFE:
             if (parse_uint("--token-lifetime", optarg, 86400, &v)) return EXIT_USAGE;
             bo.max_token_lifetime_s = (uint32_t)v;
@@ -250,10 +258,18 @@ int main(int argc, char **argv)
     }
     bo.store = store;
     bo.beacon = &bf.opts;
+    mo.store = store;
+    if (ct_migrate_server_new(&mo, &migrate, &err) != CT_OK) {
+        fprintf(stderr, PROG ": --migrate-template: %s\n", err.message);
+        rc = EXIT_USAGE;
+        goto out;
+    }
     if (ct_router_new(&router, &err) != CT_OK ||
         ct_router_add(router, "ping", ct_router_ping, NULL, &err) != CT_OK ||
         ct_review_jwks_sink_new(ctx, store, &sink, &err) != CT_OK ||
-        ct_router_add(router, "k8s.jwks", ct_review_jwks_handle, sink, &err) != CT_OK) {
+        ct_router_add(router, "k8s.jwks", ct_review_jwks_handle, sink, &err) != CT_OK ||
+
+        ct_migrate_server_routes(migrate, router, &err) != CT_OK) {
         fprintf(stderr, PROG ": %s\n", err.message);
         goto out;
     }
@@ -333,6 +349,7 @@ out:
     ct_router_free(router);
     ct_vault_proxy_free(proxy);
     ct_review_jwks_sink_free(sink);
+    ct_migrate_server_free(migrate);
     ct_store_free(store);
     ct_ctx_free(ctx);
     ct_thread_cleanup();

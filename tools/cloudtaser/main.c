@@ -59,6 +59,8 @@ static void usage_main(FILE *f)
 "Commands:\n"
 "  target fingerprint  print this cluster's fingerprint (the kube-system\n"
 "                      namespace UID) from the Kubernetes API server\n"
+"  target migrate      plan | apply | restore: move existing Kubernetes Secrets\n"
+"                      into the vault (apply and restore run in the operator)\n"
 "  source register     register a cluster: make its CA and the bridge's client\n"
 "                      certificate and store them\n"
 "  source deregister   remove every record of a cluster\n"

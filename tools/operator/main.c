@@ -86,6 +86,16 @@ BEACON_FLAGS_HELP
 "                           ConfigMap) to FILE\n"
 "  --broker-max-in-flight N calls served at once; beyond: 503 + Retry-After\n"
 "                           (default: 256)\n"
+"  --migrate apply|restore  one-shot: once the session is up, migrate the\n"
+"                           Kubernetes Secrets in scope into the vault through\n"
+"                           the bridge (apply), or recreate them from the vault\n"
+"                           copies (restore), then exit. Progress (counts, rate)\n"
+"                           on stderr; the report on stdout (JSON with -o json).\n"
+"                           Exit status 0 when every Secret was handled, 1 when\n"
+"                           one failed or was kept (changed meanwhile: re-run)\n"
+"  --namespace NS           --migrate: a namespace in scope (repeatable; default:\n"
+"                           the kubeconfig's or the pod's namespace)\n"
+"  --selector SEL           --migrate apply: a label selector\n"
 "  -o, --output json        events as one JSON object per line\n"
 "  -v, --verbose            also log library notices to stderr\n"
 "  -h, --help               this help\n"
@@ -99,8 +109,17 @@ BEACON_FLAGS_HELP
 "fatal error or a failed request, 2 on a bad command line.\n");
 }
 
+#define MAX_NS 64
+
 typedef struct app {
     int json;
+    const char *migrate; /* "apply", "restore" or NULL */
+    const char *ns[MAX_NS];
+    size_t n_ns;
+    const char *selector;
+    ct_k8s_options *ko;
+    ct_ctx *ctx;
+    double last_progress;
     ct_operator *op;
     const char *request;
     int exit_after;
@@ -175,7 +194,9 @@ out:
 
 static void on_event(void *arg, const ct_agent_event *ev)
 {
-    print_event(stdout, ((app *)arg)->json, ev);
+    app *a = arg;
+    /* with --migrate, stdout carries the report only */
+    print_event(a->migrate ? stderr : stdout, a->json, ev);
 }
 
 static void stop_operator(void *arg)
@@ -249,11 +270,95 @@ static void *request_thread(void *arg)
     return NULL;
 }
 
+static ct_err migrate_request(void *arg, const void *req, size_t len, uint8_t **resp,
+                              size_t *resp_len, ct_error *err)
+{
+    app *a = arg;
+    return ct_operator_request(a->op, req, len, a->timeout_s * 1000, resp, resp_len, err);
+}
+
+static void migrate_progress(void *arg, const ct_migrate_progress *p)
+{
+    app *a = arg;
+    if (p->done != p->total && p->elapsed_s - a->last_progress < 0.5)
+        return;
+    a->last_progress = p->elapsed_s;
+    fprintf(stderr, PROG ": %zu/%zu: %zu migrated, %zu restored, %zu skipped, %zu kept, "
+            "%zu exist, %zu failed; %.0f Secrets/s\n", p->done, p->total, p->migrated,
+            p->restored, p->skipped, p->kept, p->exists, p->failed, p->rate);
+}
+
+/* --migrate: plan + apply, or restore, over the operator's session. */
+static void *migrate_thread(void *arg)
+{
+    app *a = arg;
+    ct_k8s_client *kc = NULL;
+    ct_migrate_plan *plan = NULL;
+    ct_migrate_report *rep = NULL;
+    ct_migrate_scope sc = CT_MIGRATE_SCOPE_INIT;
+    ct_migrate_run_options ro = CT_MIGRATE_RUN_OPTIONS_INIT;
+    ct_migrate_progress t;
+    ct_error err;
+    ct_err rc;
+    char *json = NULL;
+    size_t i;
+
+    a->result = EXIT_FAIL;
+    sc.namespaces = a->ns;
+    sc.n_namespaces = a->n_ns;
+    sc.label_selector = a->selector;
+    ro.request = migrate_request;
+    ro.request_arg = a;
+    ro.progress = migrate_progress;
+    ro.progress_arg = a;
+    ro.namespaces = a->ns;
+    ro.n_namespaces = a->n_ns;
+    rc = ct_k8s_client_new(a->ctx, a->ko, &kc, &err);
+    if (rc == CT_OK && strcmp(a->migrate, "apply") == 0) {
+        rc = ct_migrate_plan_new(kc, &sc, &plan, &err);
+        if (rc == CT_OK) {
+            fprintf(stderr, PROG ": migrate: %zu Secrets in scope, %zu to migrate\n",
+                    ct_migrate_plan_count(plan), ct_migrate_plan_to_migrate(plan));
+            rc = ct_migrate_apply(kc, plan, &ro, &rep, &err);
+        }
+    } else if (rc == CT_OK) {
+        rc = ct_migrate_restore(kc, &ro, &rep, &err);
+    }
+    if (rc != CT_OK)
+        fprintf(stderr, PROG ": migrate %s: %s (%s)\n", a->migrate, err.message,
+                ct_err_name(rc));
+    if (rep) {
+        ct_migrate_report_totals(rep, &t);
+        if (a->json && ct_migrate_report_json(rep, &json, &err) == CT_OK) {
+            printf("%s\n", json);
+            ct_free(json);
+        } else {
+            for (i = 0; i < ct_migrate_report_count(rep); i++)
+                printf("%-9s %s/%s%s%s\n", ct_migrate_outcome_name(ct_migrate_report_outcome(rep, i)),
+                       ct_migrate_report_namespace(rep, i), ct_migrate_report_name(rep, i),
+                       *ct_migrate_report_message(rep, i) ? ": " : "",
+                       ct_migrate_report_message(rep, i));
+            printf("total %zu: migrated %zu, restored %zu, skipped %zu, kept %zu, exist %zu, "
+                   "failed %zu in %.2f s (%.0f Secrets/s)\n", t.total, t.migrated, t.restored,
+                   t.skipped, t.kept, t.exists, t.failed, t.elapsed_s, t.rate);
+        }
+        fflush(stdout);
+        if (rc == CT_OK && t.failed == 0 && t.kept == 0)
+            a->result = EXIT_OK;
+    }
+    ct_migrate_report_free(rep);
+    ct_migrate_plan_free(plan);
+    ct_k8s_client_free(kc);
+    ct_operator_stop(a->op);
+    ct_thread_cleanup();
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_FP, O_TOKEN, O_JWKS, O_REQ, O_EXIT, O_ROOM,
            O_TIMEOUT, O_KUBECONFIG, O_CONTEXT, O_JWKS_API, O_BLISTEN, O_BNAME, O_BCA,
-           O_BMAX, O_NO_REVIEW, O_JWKS_IVL };
+           O_BMAX, O_NO_REVIEW, O_JWKS_IVL, O_MIGRATE, O_NS, O_SEL };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -276,6 +381,9 @@ int main(int argc, char **argv)
         { "broker-name", required_argument, 0, O_BNAME },
         { "broker-ca-out", required_argument, 0, O_BCA },
         { "broker-max-in-flight", required_argument, 0, O_BMAX },
+        { "migrate", required_argument, 0, O_MIGRATE },
+        { "namespace", required_argument, 0, O_NS },
+        { "selector", required_argument, 0, O_SEL },
         { "output", required_argument, 0, 'o' },
         { "verbose", no_argument, 0, 'v' },
         { "help", no_argument, 0, 'h' },
@@ -332,6 +440,21 @@ int main(int argc, char **argv)
             break;
         }
         case O_REQ: a.request = optarg; break;
+        case O_MIGRATE:
+            if (strcmp(optarg, "apply") != 0 && strcmp(optarg, "restore") != 0) {
+                fprintf(stderr, PROG ": --migrate: expected apply or restore\n");
+                return EXIT_USAGE;
+            }
+            a.migrate = optarg;
+            break;
+        case O_NS:
+            if (a.n_ns == MAX_NS) {
+                fprintf(stderr, PROG ": --namespace: at most %d\n", MAX_NS);
+                return EXIT_USAGE;
+            }
+            a.ns[a.n_ns++] = optarg;
+            break;
+        case O_SEL: a.selector = optarg; break;
         case O_ROOM:
             if (ct_unhex(optarg, room, sizeof room, &err) != CT_OK) {
                 fprintf(stderr, PROG ": --operational-room: %s\n", err.message);
@@ -403,6 +526,14 @@ int main(int argc, char **argv)
             fprintf(stderr, PROG ": --fingerprint: %s\n", err.message);
             return EXIT_USAGE;
         }
+    }
+    if (a.migrate && a.request) {
+        fprintf(stderr, PROG ": --migrate and --request exclude each other\n");
+        return EXIT_USAGE;
+    }
+    if (!a.migrate && (a.n_ns || a.selector)) {
+        fprintf(stderr, PROG ": --namespace and --selector need --migrate\n");
+        return EXIT_USAGE;
     }
     if (a.exit_after && !a.request) {
         fprintf(stderr, PROG ": --exit-after-request needs --request\n");
@@ -526,8 +657,10 @@ int main(int argc, char **argv)
         }
         jt_started = 1;
     }
-    if (a.request) {
-        if (pthread_create(&rq, NULL, request_thread, &a) != 0) {
+    a.ko = &ko;
+    a.ctx = ctx;
+    if (a.request || a.migrate) {
+        if (pthread_create(&rq, NULL, a.migrate ? migrate_thread : request_thread, &a) != 0) {
             fprintf(stderr, PROG ": cannot start the request thread\n");
             goto out;
         }
