@@ -13,6 +13,7 @@ CT_PACKAGES=(
   libgnutls28-dev    # tests/fake-vault and fake-k8s: demanding client certificates (MHD's TLS is GnuTLS)
   check openssl valgrind binutils
   clang libclang-rt-dev
+  python3-hvac       # tests: a stock Vault client library against the broker (broker_e2e)
   curl               # tests: cloudtaser-beacon's /metrics, /healthz, /readyz; raw requests to tests/fake-vault
   abigail-tools      # scripts/abi-check.sh: abidw / abidiff against abi/libcloudtaser.abi
   scdoc              # man pages from docs/man/*.scd (meson builds and installs them)

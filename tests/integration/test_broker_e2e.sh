@@ -6,7 +6,8 @@
 # --serve-pods, cloudtaser-operator --broker-listen. curl plays the pods and
 # trusts only the cluster CA the operator wrote (--broker-ca-out).
 #
-# Checks: each pod reads its own path and gets Vault's 403 on the other's;
+# Checks: each pod reads its own path and gets Vault's 403 on the other's
+# (with curl, and with hvac, a stock Vault client library, when installed);
 # list, metadata, login (table of JWTs in the fake), lookup-self,
 # renew-self; health reports the tunnel (and 503 once the bridge is gone);
 # endpoints outside the subset are refused Vault-shaped without reaching
@@ -179,6 +180,41 @@ pod GET 'secret/data/app1/%2e%2e/%2e%2e/sys/mounts' "$ROOT"
 after=$(vcalls)
 [ "$before" = "$after" ] || fail "a refused call reached Vault"
 ok "endpoints outside the subset refused Vault-shaped (404/405), none reached Vault"
+
+# a standard Vault client library (hvac, python3-hvac) against the broker
+py=
+for c in python3 /usr/bin/python3; do
+  if command -v "$c" > /dev/null && "$c" -c 'import hvac' 2> /dev/null; then py=$c; break; fi
+done
+if [ -n "$py" ]; then
+  "$py" - "$BR" "$tmp/broker-ca.pem" > "$tmp/hvac.out" 2>&1 <<'PY' || fail "hvac: $(tail -5 "$tmp/hvac.out")"
+import sys, hvac
+url, ca = sys.argv[1], sys.argv[2]
+c = hvac.Client(url=url, verify=ca)
+c.auth.kubernetes.login(role="app1", jwt="jwt-of-pod-1")
+assert c.is_authenticated()
+r = c.secrets.kv.v2.read_secret_version(path="app1/db", mount_point="secret")
+assert r["data"]["data"]["password"] == "pod-one-secret", r
+try:
+    c.secrets.kv.v2.read_secret_version(path="app2/db", mount_point="secret")
+    raise SystemExit("read another pod's path")
+except hvac.exceptions.Forbidden:
+    pass
+assert c.secrets.kv.v2.list_secrets(path="app1", mount_point="secret")["data"]["keys"] == ["db"]
+assert c.secrets.kv.v2.read_secret_metadata(path="app1/db", mount_point="secret")["data"]["current_version"] == 1
+assert c.auth.token.lookup_self()["data"]["policies"] == ["default", "secret/data/app1/"]
+c.auth.token.renew_self()
+try:
+    c.sys.list_mounted_secrets_engines()
+    raise SystemExit("sys/mounts answered")
+except hvac.exceptions.InvalidPath:
+    pass
+print("hvac ok")
+PY
+  ok "hvac (a stock Vault client library): login, read, refused on the other path, list, metadata, lookup/renew-self, sys refused"
+else
+  echo "# skip: no python3 with hvac for the client-library check"
+fi
 
 for f in "$tmp"/*.log "$tmp"/op.log; do
   grep -qF -- "$POD1" "$f" && fail "$f carries a pod token"
