@@ -186,7 +186,7 @@ class OperatorChart(unittest.TestCase, Common):
         self.check_docs(docs, "cloudtaser-operator")
         rules = self.rules(docs)
         extra = [r for r in rules if r not in base]
-        self.assertEqual(extra, [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "delete"]}])
+        self.assertEqual(extra, [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "create", "delete"]}])
         self.assertEqual(len(rules), len(base) + 1)
 
     def mounted_file(self, pod, path):
