@@ -604,6 +604,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+/* libmicrohttpd's logger: fmt comes from the library (clang: -Wformat-nonliteral). */
+static void mhd_log(void *cls, const char *fmt, va_list ap) CTP_PRINTF(2, 0);
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     ct_broker *b = cls;

@@ -507,6 +507,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     return review(s, c, r);
 }
 
+/* libmicrohttpd's logger: fmt comes from the library (clang: -Wformat-nonliteral). */
+static void mhd_log(void *cls, const char *fmt, va_list ap) CTP_PRINTF(2, 0);
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char buf[256];
