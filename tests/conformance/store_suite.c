@@ -781,8 +781,20 @@ static void run_children(struct env *e, int job, int n, int iters, struct child_
     }
     close(res[0]);
     for (i = 0; i < n; i++) {
+        int code;
         ck_assert_int_eq(waitpid(pid[i], &status, 0), pid[i]);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+        ck_assert_msg(WIFEXITED(status), "child %d ended with status %#x", i, status);
+        code = WEXITSTATUS(status);
+        /*
+         * Under valgrind a forked child is checked too, silently
+         * (--child-silent-after-fork), and at exit it reports as leaked
+         * whatever the parent's other threads (the in-process fake server)
+         * held only on their stacks: those threads do not exist in the
+         * child. Valgrind then turns exit 0 into its --error-exitcode (1).
+         * The child's own verdict is the result record it wrote above, read
+         * in full; its exit code 3 (could not report) still fails.
+         */
+        ck_assert_msg(code == 0 || (code == 1 && ct_test_under_valgrind()),
                       "child %d ended with status %#x", i, status);
     }
     for (i = 0; i < n; i++)
