@@ -610,6 +610,15 @@ static void wait_running(hstate *h, int n)
     ck_assert_int_eq(atomic_load(&h->running), n);
 }
 
+/* Waits (bounded) until the handler has been entered at least n times. */
+static void wait_calls(hstate *h, int n)
+{
+    int64_t t0 = now_ms();
+    while (atomic_load(&h->calls) < n && now_ms() - t0 < WAIT_MS)
+        sleep_ms(2);
+    ck_assert_int_ge(atomic_load(&h->calls), n);
+}
+
 START_TEST(max_streams_local)
 {
     spair p;
@@ -751,7 +760,10 @@ START_TEST(close_waits_for_outstanding)
     start_job(&j[1], p.a, "S250");
     start_job(&j[2], p.b, "S200");
     start_job(&j[3], p.b, "S250");
-    sleep_ms(60);
+    /* the close must start while all four are in their handlers (a fixed
+     * sleep was too short under valgrind on a loaded machine) */
+    wait_calls(&p.ha, 2);
+    wait_calls(&p.hb, 2);
     ck_ok(ct_session_close(p.a, WAIT_MS, &err), &err);
     for (int i = 0; i < 4; i++) {
         pthread_join(j[i].th, NULL);
@@ -774,7 +786,7 @@ START_TEST(peer_closes)
     spair_init(&p, F_TCP);
     spair_start(&p);
     start_job(&j, p.a, "S150");
-    sleep_ms(40);
+    wait_calls(&p.hb, 1);
     ck_ok(ct_session_close(p.b, WAIT_MS, &err), &err);
     pthread_join(j.th, NULL);
     ck_assert_int_eq(j.rc, CT_OK);
@@ -811,8 +823,7 @@ START_TEST(close_deadline)
     spair_init(&p, F_TLS_TCP);
     spair_start(&p);
     start_job(&j, p.a, "S5000");
-    wait_running(&p.hb, 0);
-    sleep_ms(50);
+    wait_calls(&p.hb, 1);
     t0 = now_ms();
     ck_err(ct_session_close(p.a, 150, &err), CT_E_TIMEOUT, &err);
     el = now_ms() - t0;
@@ -847,7 +858,7 @@ START_TEST(peer_abort)
     spair_init(&p, fis[_i]);
     spair_start(&p);
     start_job(&j, p.a, "S5000");
-    sleep_ms(80);
+    wait_calls(&p.hb, 1);
     t0 = now_ms();
     ct_session_free(p.b); /* its handler notices the end and returns */
     p.b = NULL;
