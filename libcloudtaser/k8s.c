@@ -46,89 +46,6 @@ struct ct_k8s_client {
 
 /* ------------------------------------------------------------- files */
 
-/*
- * Reads a whole small file into a secret (secret) or a plain buffer.
- * Errors: CT_E_NOTFOUND (missing), CT_E_TOOBIG, CT_E_IO.
- */
-static ct_err read_file(const char *path, size_t max, const char *what, ct_secret **out,
-                        struct stat *st_out, ct_error *err)
-{
-    struct stat st;
-    ct_secret *s = NULL;
-    size_t got = 0;
-    ct_err rc;
-    int fd;
-
-    *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        int e = errno;
-        return ctp_err(err, e == ENOENT ? CT_E_NOTFOUND : CT_E_IO, e, "%s %s: %s", what, path,
-                       strerror(e));
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return ctp_err(err, CT_E_IO, 0, "%s %s: not a regular file", what, path);
-    }
-    if ((uint64_t)st.st_size > max) {
-        close(fd);
-        return ctp_err(err, CT_E_TOOBIG, 0, "%s %s: larger than %zu bytes", what, path, max);
-    }
-    rc = ct_secret_new((size_t)st.st_size + 1, &s, err);
-    if (rc != CT_OK) {
-        close(fd);
-        return rc;
-    }
-    for (;;) {
-        ssize_t n = read(fd, ct_secret_data(s) + got, ct_secret_len(s) - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            ct_secret_free(s);
-            return ctp_err(err, CT_E_IO, e, "%s %s: %s", what, path, strerror(e));
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-        if (got == ct_secret_len(s)) { /* grew while we read */
-            close(fd);
-            ct_secret_free(s);
-            return ctp_err(err, CT_E_IO, 0, "%s %s: changed while being read", what, path);
-        }
-    }
-    close(fd);
-    (void)ct_secret_truncate(s, got);
-    if (st_out)
-        *st_out = st;
-    *out = s;
-    return CT_OK;
-}
-
-/* Strips leading and trailing ASCII whitespace from a secret. */
-static ct_err trim_secret(ct_secret **s, ct_error *err)
-{
-    const uint8_t *p = ct_secret_data(*s);
-    size_t n = ct_secret_len(*s), a = 0;
-    ct_secret *t;
-    ct_err rc;
-    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == '\t'))
-        n--;
-    while (a < n && (p[a] == ' ' || p[a] == '\n' || p[a] == '\r' || p[a] == '\t'))
-        a++;
-    if (a == 0) {
-        (void)ct_secret_truncate(*s, n);
-        return CT_OK;
-    }
-    rc = ct_secret_from(p + a, n - a, &t, err);
-    if (rc != CT_OK)
-        return rc;
-    ct_secret_free(*s);
-    *s = t;
-    return CT_OK;
-}
-
 static int bearer_ok(const ct_secret *s)
 {
     const uint8_t *p = ct_secret_data(s);
@@ -146,14 +63,17 @@ static ct_err load_token_file(ct_k8s_client *c, ct_error *err)
 {
     ct_secret *t = NULL;
     struct stat st;
-    ct_err rc = read_file(c->token_file, TOKEN_FILE_MAX, "token file", &t, &st, err);
+    ct_err rc;
+    /* stat first: a token replaced meanwhile is seen as changed next time */
+    if (stat(c->token_file, &st) != 0) {
+        int e = errno;
+        return ctp_err(err, e == ENOENT ? CT_E_NOTFOUND : ctp_errno_to_err(e), e,
+                       "cannot open the token file %s: %s", c->token_file, strerror(e));
+    }
+    rc = ct_secret_read_file(c->token_file, TOKEN_FILE_MAX, "token file", CT_SECRET_FILE_TRIM,
+                             &t, err);
     if (rc != CT_OK)
         return rc;
-    rc = trim_secret(&t, err);
-    if (rc != CT_OK) {
-        ct_secret_free(t);
-        return rc;
-    }
     if (!bearer_ok(t)) {
         ct_secret_free(t);
         return ctp_err(err, CT_E_INVALID, 0, "token file %s: empty, or has characters a "
@@ -343,7 +263,7 @@ static ct_err config_kubeconfig(ct_k8s_client *c, const ct_k8s_options *o,
     rc = kubeconfig_path(c, o, &path, err);
     if (rc != CT_OK)
         return rc;
-    rc = read_file(path, CT_K8S_KUBECONFIG_MAX, "kubeconfig", &text, NULL, err);
+    rc = ct_secret_read_file(path, CT_K8S_KUBECONFIG_MAX, "kubeconfig", 0, &text, err);
     if (rc != CT_OK)
         goto out;
     dir = strdup(path);

@@ -62,48 +62,22 @@ static int stopping(ct_operator *op)
     return op->stop.raised || ctp_canceller_fired(op->cancel);
 }
 
-/* Reads the token file (bounded); the buffer is wiped by the caller. */
+/* Reads the token file (bounded, trimmed); the copy is wiped by the caller. */
 static ct_err read_token_file(const char *path, char **out, ct_error *err)
 {
-    char *buf;
-    size_t n = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-
+    ct_secret *t = NULL;
+    ct_err rc = ct_secret_read_file(path, OP_TOKEN_MAX, "token file", CT_SECRET_FILE_TRIM, &t,
+                                    err);
     *out = NULL;
-    if (fd < 0)
-        return ctp_err(err, CT_E_NOTFOUND, errno, "cannot open token file %s: %s", path,
-                       strerror(errno));
-    if (!(buf = malloc(OP_TOKEN_MAX + 1))) {
-        close(fd);
+    if (rc != CT_OK)
+        return rc;
+    *out = malloc(ct_secret_len(t) + 1);
+    if (!*out) {
+        ct_secret_free(t);
         return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
     }
-    for (;;) {
-        ssize_t r = read(fd, buf + n, OP_TOKEN_MAX + 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            close(fd);
-            ct_secure_wipe(buf, n);
-            free(buf);
-            return ctp_err(err, CT_E_IO, e, "cannot read token file %s: %s", path, strerror(e));
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-        if (n > OP_TOKEN_MAX) {
-            close(fd);
-            ct_secure_wipe(buf, n);
-            free(buf);
-            return ctp_err(err, CT_E_TOOBIG, 0, "token file %s is larger than %d bytes", path,
-                           OP_TOKEN_MAX);
-        }
-    }
-    close(fd);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        n--;
-    buf[n] = 0;
-    *out = buf;
+    memcpy(*out, ct_secret_data(t), ct_secret_len(t) + 1); /* with its zero byte */
+    ct_secret_free(t);
     return CT_OK;
 }
 

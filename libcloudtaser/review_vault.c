@@ -19,48 +19,38 @@
 
 #define MAX_TOKEN_FILE 8192
 
+/* The token to configure Vault with: --vault-token, else its file (trimmed). */
 static ct_err read_token(const ct_vault_options *vo, ct_secret **out, ct_error *err)
 {
-    char buf[MAX_TOKEN_FILE + 1];
     const char *p = vo->token;
     size_t n = p ? strlen(p) : 0, a = 0;
     ct_err rc;
 
+    *out = NULL;
     if (!n && vo->token_file && *vo->token_file) {
         char path[4096];
         const char *home = getenv("HOME");
-        ssize_t got;
-        int fd;
         if (strncmp(vo->token_file, "~/", 2) == 0 && home)
             snprintf(path, sizeof path, "%s/%s", home, vo->token_file + 2);
         else
             snprintf(path, sizeof path, "%s", vo->token_file);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            return ctp_err(err, errno == ENOENT ? CT_E_NOTFOUND : CT_E_IO, errno,
-                           "the Vault token file %s: %s", path, strerror(errno));
-        got = read(fd, buf, sizeof buf);
-        close(fd);
-        if (got < 0 || (size_t)got > MAX_TOKEN_FILE) {
-            ct_secure_wipe(buf, sizeof buf);
-            return ctp_err(err, CT_E_IO, 0, "the Vault token file %s cannot be read or is too "
-                           "large", path);
+        rc = ct_secret_read_file(path, MAX_TOKEN_FILE, "Vault token file", CT_SECRET_FILE_TRIM,
+                                 out, err);
+        if (rc == CT_OK && ct_secret_len(*out) == 0) {
+            ct_secret_free(*out);
+            *out = NULL;
+            return ctp_err(err, CT_E_INVALID, 0, "the Vault token file %s is empty", path);
         }
-        p = buf;
-        n = (size_t)got;
+        return rc;
     }
     while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' '))
         n--;
     while (a < n && (p[a] == ' ' || p[a] == '\n'))
         a++;
-    if (a == n) {
-        ct_secure_wipe(buf, sizeof buf);
+    if (a == n)
         return ctp_err(err, CT_E_INVALID, 0, "no Vault token: set VAULT_TOKEN, --vault-token "
                        "or --vault-token-file");
-    }
-    rc = ct_secret_from(p + a, n - a, out, err);
-    ct_secure_wipe(buf, sizeof buf);
-    return rc;
+    return ct_secret_from(p + a, n - a, out, err);
 }
 
 static int mount_ok(const char *m)

@@ -9,9 +9,13 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct ct_secret {
@@ -143,4 +147,89 @@ void ct_secret_free(ct_secret *s)
         munlock(s->data, s->map_len);
     munmap(s->data, s->map_len);
     free(s);
+}
+
+/* ------------------------------------------------------------ files */
+
+static int ws(uint8_t c)
+{
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+ct_err ct_secret_read_file(const char *path, size_t max, const char *what, unsigned flags,
+                           ct_secret **out, ct_error *err)
+{
+    struct stat st;
+    ct_secret *s = NULL;
+    size_t got = 0, a = 0;
+    ct_err rc;
+    int fd;
+
+    if (out)
+        *out = NULL;
+    if (!what)
+        what = "file";
+    if (!path || !out)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_secret_read_file: NULL argument");
+    if (flags & ~CT_SECRET_FILE_TRIM)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_secret_read_file: unknown flags %#x", flags);
+    if (max > CT_SECRET_MAX)
+        max = CT_SECRET_MAX;
+    do
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        int e = errno;
+        return ctp_err(err, e == ENOENT ? CT_E_NOTFOUND : ctp_errno_to_err(e), e,
+                       "cannot open the %s %s: %s", what, path, strerror(e));
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ctp_err(err, CT_E_IO, 0, "the %s %s is not a regular file", what, path);
+    }
+    if ((uint64_t)st.st_size > max) {
+        close(fd);
+        return ctp_err(err, CT_E_TOOBIG, 0, "the %s %s is larger than %zu bytes", what, path,
+                       max);
+    }
+    /* One byte more than the size: a file that grows meanwhile is noticed. */
+    if ((rc = ct_secret_new((size_t)st.st_size + 1, &s, err)) != CT_OK) {
+        close(fd);
+        return rc;
+    }
+    for (;;) {
+        ssize_t n = read(fd, ct_secret_data(s) + got, ct_secret_len(s) - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            ct_secret_free(s);
+            return ctp_err(err, CT_E_IO, e, "cannot read the %s %s: %s", what, path,
+                           strerror(e));
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+        if (got == ct_secret_len(s)) {
+            close(fd);
+            ct_secret_free(s);
+            return ctp_err(err, CT_E_IO, 0, "the %s %s changed while being read", what, path);
+        }
+    }
+    close(fd);
+    if (flags & CT_SECRET_FILE_TRIM) {
+        const uint8_t *p = ct_secret_data(s);
+        while (got > 0 && ws(p[got - 1]))
+            got--;
+        while (a < got && ws(p[a]))
+            a++;
+        if (a > 0) {
+            memmove(ct_secret_data(s), p + a, got - a);
+            got -= a;
+        }
+    }
+    (void)ct_secret_truncate(s, got);
+    *out = s;
+    return CT_OK;
 }

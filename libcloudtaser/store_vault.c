@@ -168,10 +168,7 @@ static ct_err read_token_file(const char *path, ct_secret **out, ct_error *err)
     const char *fp = path;
     int is_default = strcmp(path, CT_VAULT_TOKEN_FILE_HOME) == 0;
     ct_secret *buf = NULL;
-    struct stat st;
-    size_t got = 0;
     ct_err rc;
-    int fd;
 
     *out = NULL;
     if (strncmp(path, "~/", 2) == 0) {
@@ -186,37 +183,15 @@ static ct_err read_token_file(const char *path, ct_secret **out, ct_error *err)
             return ctp_err(err, CT_E_INVALID, 0, "token file path too long");
         fp = full;
     }
-    fd = open(fp, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        int e = errno;
-        if (e == ENOENT && is_default)
-            return ctp_err(err, CT_E_INVALID, 0,
-                           "no Vault token: set VAULT_TOKEN, --vault-token or "
-                           "--vault-token-file, or log in with `vault login` (which writes "
-                           "~/.vault-token)");
-        return ctp_err(err, e == ENOENT ? CT_E_NOTFOUND : ctp_errno_to_err(e), e,
-                       "cannot open the Vault token file %s: %s", fp, strerror(e));
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > TOKEN_FILE_MAX) {
-        close(fd);
+    rc = ct_secret_read_file(fp, TOKEN_FILE_MAX, "Vault token file", 0, &buf, err);
+    if (rc == CT_E_NOTFOUND && is_default)
         return ctp_err(err, CT_E_INVALID, 0,
-                       "the Vault token file %s is not a regular file of at most %d bytes", fp,
-                       TOKEN_FILE_MAX);
-    }
-    if ((rc = ct_secret_new((size_t)st.st_size, &buf, err)) != CT_OK) {
-        close(fd);
+                       "no Vault token: set VAULT_TOKEN, --vault-token or "
+                       "--vault-token-file, or log in with `vault login` (which writes "
+                       "~/.vault-token)");
+    if (rc != CT_OK)
         return rc;
-    }
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, ct_secret_data(buf) + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    rc = token_from((const char *)ct_secret_data(buf), got, fp, out, err);
+    rc = token_from((const char *)ct_secret_data(buf), ct_secret_len(buf), fp, out, err);
     ct_secret_free(buf);
     return rc;
 }

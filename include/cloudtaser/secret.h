@@ -61,6 +61,27 @@ CT_API ct_err ct_secret_truncate(ct_secret *s, size_t len);
 /* Wipes and frees. NULL is a no-op. */
 CT_API void ct_secret_free(ct_secret *s);
 
+/* ct_secret_read_file flag: strip leading and trailing ASCII whitespace. */
+#define CT_SECRET_FILE_TRIM 0x1u
+
+/*
+ * Reads a whole small file (a token, a key, a kubeconfig) straight into a
+ * new secret, so its contents never pass through an unwiped buffer. `what`
+ * names the file in error messages ("token file"; NULL: "file"). The file
+ * must be a regular file of at most `max` bytes (at most CT_SECRET_MAX); a
+ * file that grows while being read is refused. `flags`: 0 or
+ * CT_SECRET_FILE_TRIM. The result may be empty (check ct_secret_len);
+ * a zero byte follows the data as always.
+ *
+ * Ownership: *out is the caller's (ct_secret_free); NULL on error.
+ * Errors: CT_E_INVALID (NULL argument, unknown flag), CT_E_NOTFOUND (no such
+ * file), CT_E_DENIED (permission), CT_E_TOOBIG (larger than max), CT_E_IO
+ * (not a regular file, read error, changed while read), CT_E_NOMEM.
+ * Thread-safety: safe from any thread.
+ */
+CT_API ct_err ct_secret_read_file(const char *path, size_t max, const char *what,
+                                  unsigned flags, ct_secret **out, ct_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,9 @@
 /* test_secret.c - wipe, constant-time compare, ct_secret. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -96,6 +98,76 @@ START_TEST(secret_memory_is_protected)
 }
 END_TEST
 
+/* Writes n bytes of p to a new file in a fresh directory; returns the dir. */
+static void write_tmp(char *dir, size_t cap, char *path, size_t pcap, const void *p, size_t n)
+{
+    FILE *f;
+    snprintf(dir, cap, "/tmp/ct-secret-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, pcap, "%s/f", dir);
+    f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static void rm_tmp(const char *dir, const char *path)
+{
+    unlink(path);
+    rmdir(dir);
+}
+
+START_TEST(read_file_whole_and_trimmed)
+{
+    char dir[64], path[96];
+    ct_secret *s = NULL;
+    ct_error err;
+    static const char text[] = " \t eyJhbGciOi.token\r\n\n";
+    write_tmp(dir, sizeof dir, path, sizeof path, text, sizeof text - 1);
+    ck_ok(ct_secret_read_file(path, 1024, "token file", 0, &s, &err), &err);
+    ck_assert_uint_eq(ct_secret_len(s), sizeof text - 1);
+    ck_assert_int_eq(memcmp(ct_secret_data(s), text, sizeof text - 1), 0);
+    ck_assert_int_eq(ct_secret_data(s)[ct_secret_len(s)], 0);
+    ct_secret_free(s);
+    ck_ok(ct_secret_read_file(path, 1024, "token file", CT_SECRET_FILE_TRIM, &s, &err), &err);
+    ck_assert_str_eq((const char *)ct_secret_data(s), "eyJhbGciOi.token");
+    ck_assert_uint_eq(ct_secret_len(s), 16);
+    ct_secret_free(s);
+    /* exactly at the limit is fine, one byte over is not */
+    ck_ok(ct_secret_read_file(path, sizeof text - 1, NULL, 0, &s, &err), &err);
+    ct_secret_free(s);
+    s = (ct_secret *)1;
+    ck_err(ct_secret_read_file(path, sizeof text - 2, "token file", 0, &s, &err), CT_E_TOOBIG,
+           &err);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strstr(err.message, "token file") && strstr(err.message, path), "%s",
+                  err.message);
+    rm_tmp(dir, path);
+}
+END_TEST
+
+START_TEST(read_file_errors)
+{
+    char dir[64], path[96];
+    ct_secret *s = NULL;
+    ct_error err;
+    write_tmp(dir, sizeof dir, path, sizeof path, "   \n", 4);
+    /* only whitespace: an empty secret, not an error */
+    ck_ok(ct_secret_read_file(path, 64, NULL, CT_SECRET_FILE_TRIM, &s, &err), &err);
+    ck_assert_uint_eq(ct_secret_len(s), 0);
+    ck_assert_int_eq(ct_secret_data(s)[0], 0);
+    ct_secret_free(s);
+    ck_err(ct_secret_read_file(path, 64, NULL, 0x80, &s, &err), CT_E_INVALID, &err);
+    ck_err(ct_secret_read_file(NULL, 64, NULL, 0, &s, &err), CT_E_INVALID, &err);
+    ck_err(ct_secret_read_file(path, 64, NULL, 0, NULL, &err), CT_E_INVALID, &err);
+    ck_err(ct_secret_read_file(dir, 64, "kubeconfig", 0, &s, &err), CT_E_IO, &err);
+    ck_assert_msg(strstr(err.message, "not a regular file") != NULL, "%s", err.message);
+    rm_tmp(dir, path);
+    ck_err(ct_secret_read_file(path, 64, "token file", 0, &s, &err), CT_E_NOTFOUND, &err);
+    ck_assert_ptr_null(s);
+}
+END_TEST
+
 Suite *ct_test_suite(void)
 {
     Suite *s = suite_create("secret");
@@ -105,6 +177,8 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, secret_lifecycle);
     tcase_add_test(tc, secret_zero_length_and_limits);
     tcase_add_test(tc, secret_memory_is_protected);
+    tcase_add_test(tc, read_file_whole_and_trimmed);
+    tcase_add_test(tc, read_file_errors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -124,51 +124,6 @@ void install_stop_signals(void (*stop)(void *), void *arg)
     signal(SIGPIPE, SIG_IGN);
 }
 
-int read_small_file(const char *path, size_t max, char **out, size_t *len, char *why,
-                    size_t why_len)
-{
-    char *buf;
-    size_t n = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-    *out = NULL;
-    if (fd < 0) {
-        snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (!(buf = malloc(max + 1))) {
-        close(fd);
-        snprintf(why, why_len, "out of memory");
-        return -1;
-    }
-    for (;;) {
-        ssize_t r = read(fd, buf + n, max + 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(why, why_len, "cannot read %s: %s", path, strerror(errno));
-            break;
-        }
-        if (r == 0) {
-            close(fd);
-            buf[n] = 0;
-            *out = buf;
-            if (len)
-                *len = n;
-            return 0;
-        }
-        n += (size_t)r;
-        if (n > max) {
-            snprintf(why, why_len, "%s is larger than %zu bytes", path, max);
-            break;
-        }
-    }
-    close(fd);
-    ct_secure_wipe(buf, n);
-    free(buf);
-    return -1;
-}
-
 void stderr_logger(void *user, ct_log_level level, const char *msgid, const char *msg)
 {
     static const char *names[] = { "error", "warning", "notice", "info", "debug" };

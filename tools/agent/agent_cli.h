@@ -42,9 +42,6 @@ void print_event(FILE *out, int json, const ct_agent_event *ev);
 /* SIGINT/SIGTERM call stop(arg) (which must be async-signal-safe). */
 void install_stop_signals(void (*stop)(void *), void *arg);
 
-/* Reads a whole small file (<= max bytes) into a NUL-terminated buffer. */
-int read_small_file(const char *path, size_t max, char **out, size_t *len, char *why,
-                    size_t why_len);
 
 /* A logger for ct_ctx that writes "level msgid: msg" to stderr. */
 void stderr_logger(void *user, ct_log_level level, const char *msgid, const char *msg);

@@ -394,7 +394,7 @@ int main(int argc, char **argv)
     ct_operator_options oo = CT_OPERATOR_OPTIONS_INIT;
     ct_ctx_options co = CT_CTX_OPTIONS_INIT;
     const char *fp = NULL, *jwks_file = NULL;
-    char *jwks = NULL, why[256], api_fp[CT_FINGERPRINT_LEN + 1];
+    char *jwks = NULL, api_fp[CT_FINGERPRINT_LEN + 1];
     ct_k8s_options ko = CT_K8S_OPTIONS_INIT;
     int jwks_from_api = 0, jwks_is_api = 0, no_review = 0;
     ct_k8s_client *kc = NULL;
@@ -561,10 +561,21 @@ int main(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (jwks_file && read_small_file(jwks_file, CT_JWKS_MAX_LEN, &jwks, &jwks_len, why,
-                                     sizeof why) != 0) {
-        fprintf(stderr, PROG ": --jwks-file: %s\n", why);
-        return EXIT_USAGE;
+    if (jwks_file) {
+        /* public keys: read with the bounded reader, then kept as a string */
+        ct_secret *text = NULL;
+        if (ct_secret_read_file(jwks_file, CT_JWKS_MAX_LEN, "issuer key file", 0, &text,
+                                &err) != CT_OK) {
+            fprintf(stderr, PROG ": --jwks-file: %s\n", err.message);
+            return EXIT_USAGE;
+        }
+        jwks_len = ct_secret_len(text);
+        jwks = strdup((const char *)ct_secret_data(text));
+        ct_secret_free(text);
+        if (!jwks) {
+            fprintf(stderr, PROG ": out of memory\n");
+            return EXIT_FAIL;
+        }
     }
 
     if (ct_process_harden(&err) != CT_OK)
