@@ -286,3 +286,37 @@ ct_err ct_process_harden(ct_error *err)
         return ctp_err(err, CT_E_INTERNAL, errno, "prctl(PR_SET_DUMPABLE): %s", strerror(errno));
     return CT_OK;
 }
+
+ct_err ctp_session_hold(const ctp_held_session *h, ct_session *s, void (*tick)(void *arg),
+                        const char *(*stop)(void *arg), void *arg, int close_ms, ct_error *err)
+{
+    const char *why;
+    ct_err rc;
+
+    pthread_mutex_lock(h->mu);
+    *h->slot = s;
+    *h->closing = 0;
+    pthread_cond_broadcast(h->cv);
+    pthread_mutex_unlock(h->mu);
+    err->message[0] = 0;
+    for (;;) {
+        if (tick)
+            tick(arg);
+        rc = ct_session_wait(s, 200, err);
+        if (rc != CT_E_TIMEOUT)
+            break;
+        if ((why = stop(arg)) != NULL) {
+            rc = ct_session_close(s, close_ms, err);
+            if (rc == CT_OK)
+                snprintf(err->message, sizeof err->message, "%s", why);
+            break;
+        }
+    }
+    pthread_mutex_lock(h->mu);
+    *h->closing = 1;
+    while (*h->users > 0)
+        pthread_cond_wait(h->cv, h->mu);
+    *h->slot = NULL;
+    pthread_mutex_unlock(h->mu);
+    return rc;
+}

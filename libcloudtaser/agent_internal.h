@@ -50,4 +50,29 @@ void ctp_agent_emit(ct_agent_event_fn fn, void *arg, int64_t t0, ct_agent_event_
                     const char *fp8, const char *room, ct_err code, const char *fmt, ...)
     CTP_PRINTF(8, 9);
 
+/*
+ * An operational session held by a daemon: published in a slot under the
+ * daemon's mutex so request threads can use it (counting themselves in
+ * *users), and retired only when the last of them is done.
+ */
+typedef struct ctp_held_session {
+    pthread_mutex_t *mu;
+    pthread_cond_t *cv; /* broadcast when *users drops, and on publish */
+    ct_session **slot;
+    int *closing;
+    unsigned *users;
+} ctp_held_session;
+
+/*
+ * Publishes s, then waits in 200 ms slices until the session ends or
+ * stop(arg) returns a reason (then closes it within close_ms). tick(arg),
+ * if set, runs before every slice. Returns how the session ended; *err
+ * says why (the stop reason after a clean close). Then marks the session
+ * closing, waits until no user holds it, and empties the slot; the caller
+ * frees s.
+ */
+ct_err ctp_session_hold(const ctp_held_session *h, ct_session *s, void (*tick)(void *arg),
+                        const char *(*stop)(void *arg), void *arg, int close_ms,
+                        ct_error *err);
+
 #endif

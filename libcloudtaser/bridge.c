@@ -34,6 +34,8 @@ struct waiter {
     ct_session *sess;
     int sess_closing;
     unsigned users;
+    /* the serving thread's own */
+    int64_t since, next_hb;
 };
 
 struct cluster {
@@ -117,13 +119,37 @@ static void serve_init(struct waiter *w, ct_conn *conn)
     }
 }
 
+/* Every slice of a held operational session: the "connected" heartbeat. */
+static void serve_op_tick(void *arg)
+{
+    struct waiter *w = arg;
+    ct_bridge *b = w->b;
+    ct_error e2;
+    if (ctp_mono_ms() < w->next_hb)
+        return;
+    if (ctp_reg_heartbeat(b->ctx, b->o.store, w->cl->fp, w->since, &e2) == CT_E_NOTFOUND) {
+        pthread_mutex_lock(&b->mu);
+        w->cl->removed = 1; /* deregistered: do not wait for the next scan */
+        pthread_mutex_unlock(&b->mu);
+    }
+    w->next_hb = ctp_mono_ms() + CTP_REG_HEARTBEAT_MS;
+}
+
+static const char *serve_op_stop(void *arg)
+{
+    struct waiter *w = arg;
+    if (w->cl->removed)
+        return "cluster deregistered";
+    return w->b->stop.raised ? "bridge stopping" : NULL;
+}
+
 static void serve_op(struct waiter *w, ct_conn *conn)
 {
     ct_bridge *b = w->b;
     ct_session_options so = b->sopts;
+    ctp_held_session h = {&b->mu, &b->cv, &w->sess, &w->sess_closing, &w->users};
     ct_session *s = NULL;
     ct_conn *tls = NULL;
-    int64_t since, next_hb;
     ct_error err;
     ct_err rc;
     unsigned i;
@@ -141,40 +167,11 @@ static void serve_op(struct waiter *w, ct_conn *conn)
         emit(b, CT_EV_ERROR, w->cl, "operational", rc, err.message);
         return;
     }
-    pthread_mutex_lock(&b->mu);
-    w->sess = s;
-    w->sess_closing = 0;
-    pthread_mutex_unlock(&b->mu);
     emit(b, CT_EV_SESSION_UP, w->cl, "operational", CT_OK, "mTLS session up");
-    since = ct_ctx_wall_ms(b->ctx);
-    next_hb = 0;
-
-    for (;;) {
-        if (ctp_mono_ms() >= next_hb) {
-            ct_error e2;
-            if (ctp_reg_heartbeat(b->ctx, b->o.store, w->cl->fp, since, &e2) == CT_E_NOTFOUND) {
-                pthread_mutex_lock(&b->mu);
-                w->cl->removed = 1; /* deregistered: do not wait for the next scan */
-                pthread_mutex_unlock(&b->mu);
-            }
-            next_hb = ctp_mono_ms() + CTP_REG_HEARTBEAT_MS;
-        }
-        rc = ct_session_wait(s, 200, &err);
-        if (rc != CT_E_TIMEOUT)
-            break;
-        if (b->stop.raised || w->cl->removed) {
-            rc = ct_session_close(s, BR_SESSION_CLOSE_MS, &err);
-            if (rc == CT_OK)
-                snprintf(err.message, sizeof err.message, "%s",
-                         w->cl->removed ? "cluster deregistered" : "bridge stopping");
-            break;
-        }
-    }
+    w->since = ct_ctx_wall_ms(b->ctx);
+    w->next_hb = 0;
+    rc = ctp_session_hold(&h, s, serve_op_tick, serve_op_stop, w, BR_SESSION_CLOSE_MS, &err);
     pthread_mutex_lock(&b->mu);
-    w->sess_closing = 1;
-    while (w->users > 0)
-        pthread_cond_wait(&b->cv, &b->mu);
-    w->sess = NULL;
     for (i = 0; i < w->cl->nwaiters; i++)
         others += w->cl->w[i].sess != NULL && !w->cl->w[i].sess_closing;
     pthread_mutex_unlock(&b->mu);

@@ -135,10 +135,17 @@ static ct_err do_bootstrap(ct_operator *op, const ct_beacon_options *bo, ct_cred
     return rc;
 }
 
+static const char *run_session_stop(void *arg)
+{
+    ct_operator *op = arg;
+    return op->stop.raised ? "operator stopping" : NULL;
+}
+
 /* Runs one operational session until it ends or we stop. */
 static void run_session(ct_operator *op, ct_conn *tls)
 {
     ct_session_options so = op->sopts;
+    ctp_held_session h = {&op->mu, &op->cv, &op->sess, &op->sess_closing, &op->users};
     ct_session *s = NULL;
     ct_error err;
     ct_err rc;
@@ -150,30 +157,8 @@ static void run_session(ct_operator *op, ct_conn *tls)
         emit(op, CT_EV_ERROR, "operational", rc, err.message);
         return;
     }
-    pthread_mutex_lock(&op->mu);
-    op->sess = s;
-    op->sess_closing = 0;
-    pthread_cond_broadcast(&op->cv);
-    pthread_mutex_unlock(&op->mu);
     emit(op, CT_EV_SESSION_UP, "operational", CT_OK, "mTLS session up");
-    err.message[0] = 0;
-    for (;;) {
-        rc = ct_session_wait(s, 200, &err);
-        if (rc != CT_E_TIMEOUT)
-            break;
-        if (op->stop.raised) {
-            rc = ct_session_close(s, OP_SESSION_CLOSE_MS, &err);
-            if (rc == CT_OK)
-                snprintf(err.message, sizeof err.message, "operator stopping");
-            break;
-        }
-    }
-    pthread_mutex_lock(&op->mu);
-    op->sess_closing = 1;
-    while (op->users > 0)
-        pthread_cond_wait(&op->cv, &op->mu);
-    op->sess = NULL;
-    pthread_mutex_unlock(&op->mu);
+    rc = ctp_session_hold(&h, s, NULL, run_session_stop, op, OP_SESSION_CLOSE_MS, &err);
     ct_session_free(s);
     emit(op, CT_EV_SESSION_DOWN, "operational", rc,
          err.message[0] ? err.message : "session ended");
