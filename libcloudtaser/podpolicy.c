@@ -101,13 +101,14 @@ static int word_ok(const char *s, size_t max, int slash)
 
 /* A Vault path: printable, no leading '/', no empty, "." or ".." segment
  * (a trailing '/' is allowed: it makes the entry a prefix). */
-static int vpath_ok(const char *s)
+static int vpath_ok(const char *s, int strict)
 {
     size_t i, n = strlen(s), start = 0;
     if (n == 0 || n > MAX_PATH || s[0] == '/')
         return 0;
     for (i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f ||
+            (strict && ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)))
             return 0;
     for (i = 0; i <= n; i++) {
         if (i == n || s[i] == '/') {
@@ -145,7 +146,7 @@ static ct_err take_paths(json_t *a, const char *src, size_t idx, const char *mem
         return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
     json_array_foreach(a, i, x) {
         const char *s = json_string_value(x);
-        if (!s || strlen(s) != json_string_length(x) || !vpath_ok(s))
+        if (!s || strlen(s) != json_string_length(x) || !vpath_ok(s, 1))
             return ctp_err(err, CT_E_INVALID, 0,
                            "%s: rules[%zu].%s[%zu] is not a Vault path (printable, no "
                            "leading '/', no empty, '.' or '..' segment, at most %d bytes)",
@@ -432,7 +433,7 @@ int ct_pod_policy_allows(const ct_pod_policy *p, const char *fingerprint, const 
         buf[n] = '/';
         buf[n + 1] = 0;
     }
-    if (!vpath_ok(buf))
+    if (!vpath_ok(buf, 0))
         return 0;
     for (i = 0; i < p->n; i++) {
         const rule *r = &p->rules[i];
