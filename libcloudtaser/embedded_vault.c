@@ -595,7 +595,7 @@ static ct_err reply_env(call *c, int status, json_t *env)
 
 static void denied_log(call *c, const char *why, const char *detail)
 {
-    ctp_log(c->v->ctx, CT_LOG_NOTICE, "podpolicy.login", "cluster %.8s: pod login refused: %s%s%s",
+    ctp_log(c->v->ctx, CT_LOG_WARNING, "podpolicy.login", "cluster %.8s: pod login refused: %s%s%s",
             c->fp, why, detail ? ": " : "", detail ? detail : "");
 }
 
@@ -734,7 +734,7 @@ static ct_err do_login(call *c)
     known = ctp_pod_policy_names(v->policy, c->fp, w.ns, w.sa, w.role, NULL) > 0;
     pthread_rwlock_unlock(&v->plock);
     if (!known) {
-        ctp_log(v->ctx, CT_LOG_NOTICE, "podpolicy.login",
+        ctp_log(v->ctx, CT_LOG_WARNING, "podpolicy.login",
                 "cluster %.8s: pod login refused: no rule for %.64s/%.64s with role %.64s",
                 c->fp, w.ns, w.sa, w.role);
         rc = answer_error(403, "permission denied", c->resp, c->resp_len, c->err);
