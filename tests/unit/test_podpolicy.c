@@ -880,6 +880,20 @@ START_TEST(kv_helpers)
     /* a record that is not a KV secret */
     ck_ok(ct_store_put(f.store, "kv/secret/raw", "hello", 5, CT_STORE_ANY, NULL, &err), &err);
     ck_err(ct_embedded_kv_get(f.store, "secret", "raw", &s, NULL, &err), CT_E_STORE, &err);
+    /* the bridge's broker.cert without a Vault: a proxy with a store and no Vault options */
+    {
+        ct_vault_proxy_options po = CT_VAULT_PROXY_OPTIONS_INIT;
+        ct_vault_proxy *px = NULL;
+        uint8_t *resp = NULL;
+        size_t len = 0;
+        const char *rq = "{\"method\":\"GET\",\"path\":\"sys/health\"}";
+        ck_err(ct_vault_proxy_new(f.ctx, &po, &px, &err), CT_E_INVALID, &err);
+        po.store = f.store;
+        ck_ok(ct_vault_proxy_new(f.ctx, &po, &px, &err), &err);
+        ck_err(ct_vault_proxy_http(px, FP_A, NULL, 1, (const uint8_t *)rq, strlen(rq), &resp,
+                                   &len, &err), CT_E_UNSUPPORTED, &err);
+        ct_vault_proxy_free(px);
+    }
     teardown_f(&f);
 }
 END_TEST
