@@ -1006,6 +1006,109 @@ static int64_t query_version(const char *q)
     return 0;
 }
 
+/* ---- migrated Kubernetes Secrets (migrate.h) under the policy's migrated_mount ---- */
+
+static int is_migrated(call *c, const char *mount)
+{
+    const char *m;
+    int r;
+    pthread_rwlock_rdlock(&c->v->plock);
+    m = ctp_pod_policy_migrated_mount(c->v->policy);
+    r = m && strcmp(m, mount) == 0;
+    pthread_rwlock_unlock(&c->v->plock);
+    return r;
+}
+
+/* "<ns>" or "<ns>/<one segment>" of the pod's own namespace. */
+static int own_namespace(const who *w, const char *rest, int dir)
+{
+    size_t n = strlen(w->ns), m = strlen(rest);
+    while (dir && m && rest[m - 1] == '/')
+        m--;
+    if (m < n || memcmp(rest, w->ns, n) != 0)
+        return 0;
+    if (dir)
+        return m == n;
+    return rest[n] == '/' && rest[n + 1] && !strchr(rest + n + 1, '/');
+}
+
+/* The store key of a KV path: kv/<mount>/<rest>, or for the migrated mount
+ * clusters/<fp>/secrets/<rest> (<namespace>/<name>, the default template). */
+static int locate(call *c, int mig, const char *mount, const char *rest, char *key, size_t n)
+{
+    int w;
+    if (!mig)
+        return ct_embedded_kv_key(mount, rest, key, n, NULL) == CT_OK ? 0 : -1;
+    w = snprintf(key, n, "clusters/%s/secrets/%s", c->fp, rest);
+    return w > 0 && (size_t)w < n && ct_store_key_valid(key) ? 0 : -1;
+}
+
+/* A migrate record ({"v":1,...,"data":{k:base64},"state"}) as KV data: values
+ * decoded when they are UTF-8 text, else left in base64. "restored": gone. */
+static ct_err mig_read(ct_store *store, const char *key, json_t **data, uint64_t *version,
+                       ct_error *err)
+{
+    ct_secret *val = NULL;
+    json_t *o, *d, *out;
+    const char *st, *k;
+    json_t *x;
+    ct_err rc;
+    *data = NULL;
+    if ((rc = ct_store_get(store, key, &val, version, err)) != CT_OK)
+        return rc;
+    o = json_loadb((const char *)ct_secret_data(val), ct_secret_len(val),
+                   JSON_REJECT_DUPLICATES, NULL);
+    ct_secret_free(val);
+    d = json_object_get(o, "data");
+    st = json_string_value(json_object_get(o, "state"));
+    if (!json_is_object(d) || !st) {
+        wipe_json(o);
+        json_decref(o);
+        return ctp_err(err, CT_E_STORE, 0, "record '%s' is not a migrated Secret", key);
+    }
+    if (strcmp(st, "restored") == 0) {
+        wipe_json(o);
+        json_decref(o);
+        return ctp_err(err, CT_E_NOTFOUND, 0, "the Secret of '%s' was restored", key);
+    }
+    if (!(out = json_object())) {
+        wipe_json(o);
+        json_decref(o);
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    }
+    json_object_foreach(d, k, x) {
+        const char *b = json_string_value(x);
+        size_t bl = json_string_length(x), cap = ctp_b64_decoded_max(bl), got = 0;
+        uint8_t *buf = b ? malloc(cap + 1) : NULL;
+        json_t *v = NULL;
+        if (buf && ctp_b64_decode(b, bl, buf, cap + 1, &got, CTP_B64_STD) == 0 &&
+            !memchr(buf, 0, got))
+            v = json_stringn((const char *)buf, got);
+        if (!v && b)
+            v = json_stringn(b, bl);
+        if (v)
+            json_object_set_new(out, k, v);
+        if (buf) {
+            ct_secure_wipe(buf, cap + 1);
+            free(buf);
+        }
+    }
+    wipe_json(o);
+    json_decref(o);
+    *data = out;
+    return CT_OK;
+}
+
+static ct_err read_any(call *c, int mig, const char *key, json_t **d, int64_t *created,
+                       uint64_t *ver, ct_error *err)
+{
+    if (mig) {
+        *created = 0;
+        return mig_read(c->v->store, key, d, ver, err);
+    }
+    return kv_read(c->v->store, key, d, created, ver, err);
+}
+
 static ct_err do_kv_read(call *c, const char *mount, const char *rest)
 {
     char key[CT_STORE_KEY_MAX + 1], ct[40];
@@ -1015,16 +1118,17 @@ static ct_err do_kv_read(call *c, const char *mount, const char *rest)
     ct_error e2;
     who w;
     ct_err rc;
+    int mig = is_migrated(c, mount);
 
     if (authorize(c, &w, &rc))
         return rc;
-    if (!allowed(c, &w, "read", c->path))
+    if (!allowed(c, &w, "read", c->path) && !(mig && own_namespace(&w, rest, 0)))
         return answer_error(403, E_DENIED, c->resp, c->resp_len, c->err);
     if (want < 0)
         return answer_error(400, "invalid version", c->resp, c->resp_len, c->err);
-    if (ct_embedded_kv_key(mount, rest, key, sizeof key, NULL) != CT_OK)
+    if (locate(c, mig, mount, rest, key, sizeof key) != 0)
         return answer_error(404, NULL, c->resp, c->resp_len, c->err);
-    rc = kv_read(c->v->store, key, &d, &created, &ver, &e2);
+    rc = read_any(c, mig, key, &d, &created, &ver, &e2);
     if (rc == CT_E_NOTFOUND || (rc == CT_OK && want && (uint64_t)want != ver)) {
         wipe_json(d);
         json_decref(d);
@@ -1060,14 +1164,15 @@ static ct_err do_kv_metadata(call *c, const char *mount, const char *rest)
     ct_error e2;
     who w;
     ct_err rc;
+    int mig = is_migrated(c, mount);
 
     if (authorize(c, &w, &rc))
         return rc;
-    if (!allowed(c, &w, "read", c->path))
+    if (!allowed(c, &w, "read", c->path) && !(mig && own_namespace(&w, rest, 0)))
         return answer_error(403, E_DENIED, c->resp, c->resp_len, c->err);
-    if (ct_embedded_kv_key(mount, rest, key, sizeof key, NULL) != CT_OK)
+    if (locate(c, mig, mount, rest, key, sizeof key) != 0)
         return answer_error(404, NULL, c->resp, c->resp_len, c->err);
-    rc = kv_read(c->v->store, key, &d, &created, &ver, &e2);
+    rc = read_any(c, mig, key, &d, &created, &ver, &e2);
     wipe_json(d);
     json_decref(d);
     if (rc == CT_E_NOTFOUND)
@@ -1097,10 +1202,11 @@ static ct_err do_kv_list(call *c, const char *mount, const char *rest)
     ct_error e2;
     who w;
     ct_err rc;
+    int mig = is_migrated(c, mount);
 
     if (authorize(c, &w, &rc))
         return rc;
-    if (!allowed(c, &w, "list", c->path))
+    if (!allowed(c, &w, "list", c->path) && !(mig && own_namespace(&w, rest, 1)))
         return answer_error(403, E_DENIED, c->resp, c->resp_len, c->err);
     while (n && rest[n - 1] == '/')
         n--;
@@ -1108,7 +1214,15 @@ static ct_err do_kv_list(call *c, const char *mount, const char *rest)
         return answer_error(404, NULL, c->resp, c->resp_len, c->err);
     memcpy(dir, rest, n);
     dir[n] = 0;
-    if (n) {
+    if (mig) {
+        if (n ? locate(c, 1, mount, dir, key, sizeof key - 1) != 0
+              : locate(c, 1, mount, "x", key, sizeof key - 1) != 0)
+            return answer_error(404, NULL, c->resp, c->resp_len, c->err);
+        if (!n)
+            key[strlen(key) - 1] = 0; /* "clusters/<fp>/secrets/" */
+        else
+            strcat(key, "/");
+    } else if (n) {
         if (ct_embedded_kv_key(mount, dir, key, sizeof key - 1, NULL) != CT_OK)
             return answer_error(404, NULL, c->resp, c->resp_len, c->err);
         strcat(key, "/");

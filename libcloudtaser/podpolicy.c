@@ -31,6 +31,7 @@ typedef struct rule {
 
 struct ct_pod_policy {
     char *audience;
+    char *migrated_mount;
     rule *rules;
     size_t n;
 };
@@ -60,6 +61,7 @@ void ct_pod_policy_free(ct_pod_policy *p)
         rule_clear(&p->rules[i]);
     free(p->rules);
     free(p->audience);
+    free(p->migrated_mount);
     free(p);
 }
 
@@ -71,6 +73,11 @@ size_t ct_pod_policy_rule_count(const ct_pod_policy *p)
 const char *ctp_pod_policy_audience(const ct_pod_policy *p)
 {
     return p ? p->audience : NULL;
+}
+
+const char *ctp_pod_policy_migrated_mount(const ct_pod_policy *p)
+{
+    return p ? p->migrated_mount : NULL;
 }
 
 /* Kubernetes names: lowercase DNS subdomain characters. */
@@ -186,6 +193,13 @@ static int fp_ok(const char *s)
     char c[CT_FINGERPRINT_LEN + 1];
     return ct_fingerprint_canonical(s, c, NULL) == CT_OK && strcmp(c, s) == 0;
 }
+static int mount_name_ok(const char *s)
+{
+    return word_ok(s, 128, 0) && strcmp(s, "sys") != 0 && strcmp(s, "auth") != 0 &&
+           strcmp(s, "identity") != 0 && strcmp(s, "cubbyhole") != 0 && strcmp(s, ".") != 0 &&
+           strcmp(s, "..") != 0;
+}
+
 static int aud_ok(const char *s)
 {
     size_t i, n = strlen(s);
@@ -288,11 +302,18 @@ ct_err ct_pod_policy_parse(const char *json, size_t len, const char *name,
                                "must be printable text of 1-255 bytes", &p->audience,
                                err)) != CT_OK)
                 goto out;
+        } else if (strcmp(k, "migrated_mount") == 0) {
+            if ((rc = take_str(v, src, (size_t)-1, k, mount_name_ok,
+                               "must be a mount name (1-128 of [A-Za-z0-9._-], not sys, auth, "
+                               "identity or cubbyhole)",
+                               &p->migrated_mount, err)) != CT_OK)
+                goto out;
         } else if (strcmp(k, "rules") == 0) {
             rules = v;
         } else {
             rc = ctp_err(err, CT_E_INVALID, 0,
-                         "%s: unknown member \"%.64s\" (known: version, audience, rules)", src,
+                         "%s: unknown member \"%.64s\" (known: version, audience, "
+                         "migrated_mount, rules)", src,
                          k);
             goto out;
         }

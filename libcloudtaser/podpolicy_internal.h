@@ -9,6 +9,8 @@
 
 /* The policy's "audience", or NULL (then: the pinned issuer). */
 const char *ctp_pod_policy_audience(const ct_pod_policy *p);
+/* The policy's "migrated_mount" (migrated Kubernetes Secrets), or NULL. */
+const char *ctp_pod_policy_migrated_mount(const ct_pod_policy *p);
 /* 1 if some rule (for cluster fp) accepts logins with this role name. */
 int ctp_pod_policy_role_known(const ct_pod_policy *p, const char *fp, const char *role);
 /*

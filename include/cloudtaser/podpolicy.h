@@ -23,6 +23,7 @@
  *
  *   {"version":1,
  *    "audience":"vault",                 (optional; default: the issuer)
+ *    "migrated_mount":"k8s",             (optional; see below)
  *    "rules":[{"namespace":"team-a","service_account":"app",
  *              "role":"app",             (optional: any role)
  *              "cluster":"<fp>",         (optional: any cluster)
@@ -38,6 +39,14 @@
  * namespace). A pod gets the union of the rules that match it. Unknown
  * members, duplicates and wrong types are refused, naming the file and the
  * member. No policy: every pod is refused.
+ *
+ * With "migrated_mount" M, Kubernetes Secrets migrated by the bridge
+ * (migrate.h, default path template) are KV secrets too: M/data/<ns>/<name>
+ * is the record clusters/<fp>/secrets/<ns>/<name> of the pod's own cluster,
+ * its values base64-decoded (left in base64 when not text), not served once
+ * restored. A logged-in pod may always read and list those of its own
+ * namespace (anyone who may create pods there could mount them before);
+ * rules may grant more under M.
  *
  * Thread-safety: a ct_pod_policy is immutable once loaded. A
  * ct_embedded_vault's handler runs on many session handler threads at once;

@@ -155,6 +155,10 @@ START_TEST(policy_hostile)
     refused("{\"version\":1,\"rules\":[],\"extra\":1}", CT_E_INVALID, "extra");
     refused("{\"version\":1,\"version\":1,\"rules\":[]}", CT_E_INVALID, NULL);
     refused("{\"version\":1,\"audience\":\"\",\"rules\":[]}", CT_E_INVALID, "audience");
+    refused("{\"version\":1,\"migrated_mount\":\"sys\",\"rules\":[]}", CT_E_INVALID,
+            "migrated_mount");
+    refused("{\"version\":1,\"migrated_mount\":\"a/b\",\"rules\":[]}", CT_E_INVALID,
+            "migrated_mount");
     refused("{\"version\":1,\"rules\":[1]}", CT_E_INVALID, "rules[0]");
     refused("{\"version\":1,\"rules\":[{\"namespace\":\"a\",\"service_account\":\"b\","
             "\"read\":[\"x/\"],\"writes\":[\"x/\"]}]}", CT_E_INVALID, "writes");
@@ -898,6 +902,72 @@ START_TEST(kv_helpers)
 }
 END_TEST
 
+START_TEST(migrated_secrets)
+{
+    fixture f;
+    res r;
+    json_t *d;
+    char *ta, *tb;
+    ct_error err;
+    const char *rec_copied =
+        "{\"v\":1,\"namespace\":\"team-a\",\"name\":\"db\",\"uid\":\"u1\","
+        "\"resourceVersion\":\"7\",\"type\":\"Opaque\",\"data\":{\"password\":"
+        "\"aHVudGVyMg==\",\"bin\":\"AAEC\"},\"state\":\"deleted\"}";
+    const char *rec_restored =
+        "{\"v\":1,\"namespace\":\"team-a\",\"name\":\"old\",\"uid\":\"u2\","
+        "\"resourceVersion\":\"8\",\"type\":\"Opaque\",\"data\":{\"k\":\"dg==\"},"
+        "\"state\":\"restored\"}";
+    setup_f(&f, 0);
+    ck_ok(ct_store_put(f.store, "clusters/" FP_A "/secrets/team-a/db", rec_copied,
+                       strlen(rec_copied), CT_STORE_ANY, NULL, &err), &err);
+    ck_ok(ct_store_put(f.store, "clusters/" FP_A "/secrets/team-a/old", rec_restored,
+                       strlen(rec_restored), CT_STORE_ANY, NULL, &err), &err);
+    ck_ok(ct_store_put(f.store, "clusters/" FP_A "/secrets/team-b/x", rec_copied,
+                       strlen(rec_copied), CT_STORE_ANY, NULL, &err), &err);
+    ta = login_as(&f, "team-a", "app", "app");
+    tb = login_as(&f, "team-b", "w", "r");
+    /* without migrated_mount: nothing */
+    r = call(&f, FP_A, "GET", "k8s/data/team-a/db", NULL, ta, NULL);
+    is_error(&r, 403, E_DENIED);
+    ct_embedded_vault_set_policy(f.v, policy_of(
+        "{\"version\":1,\"migrated_mount\":\"k8s\",\"rules\":["
+        "{\"namespace\":\"team-a\",\"service_account\":\"app\",\"read\":[\"x/\"]},"
+        "{\"namespace\":\"team-b\",\"service_account\":\"*\",\"read\":[\"x/\"]}]}"));
+    /* a pod reads its own namespace's migrated Secrets, decoded */
+    r = call(&f, FP_A, "GET", "k8s/data/team-a/db", NULL, ta, NULL);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.text);
+    d = json_object_get(json_object_get(r.body, "data"), "data");
+    ck_assert_str_eq(json_string_value(json_object_get(d, "password")), "hunter2");
+    ck_assert_str_eq(json_string_value(json_object_get(d, "bin")), "AAEC"); /* binary: base64 */
+    res_clear(&r);
+    r = call(&f, FP_A, "LIST", "k8s/metadata/team-a/", NULL, ta, NULL);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.text);
+    ck_assert_ptr_nonnull(strstr(r.text, "\"keys\":[\"db\",\"old\"]"));
+    res_clear(&r);
+    r = call(&f, FP_A, "GET", "k8s/metadata/team-a/db", NULL, ta, NULL);
+    ck_assert_int_eq(r.status, 200);
+    res_clear(&r);
+    /* restored: the Secret is back in Kubernetes, the copy is not served */
+    r = call(&f, FP_A, "GET", "k8s/data/team-a/old", NULL, ta, NULL);
+    is_error(&r, 404, NULL);
+    /* never another namespace's, nor another cluster's, nor above the namespace */
+    r = call(&f, FP_A, "GET", "k8s/data/team-b/x", NULL, ta, NULL);
+    is_error(&r, 403, E_DENIED);
+    r = call(&f, FP_A, "GET", "k8s/data/team-a/db", NULL, tb, NULL);
+    is_error(&r, 403, E_DENIED);
+    r = call(&f, FP_A, "LIST", "k8s/metadata/", NULL, ta, NULL);
+    is_error(&r, 403, E_DENIED);
+    r = call(&f, FP_A, "GET", "k8s/data/team-a/db/x", NULL, ta, NULL);
+    is_error(&r, 403, E_DENIED);
+    r = call(&f, FP_A, "GET", "k8s/data/team-b/x", NULL, tb, NULL);
+    ck_assert_int_eq(r.status, 200);
+    res_clear(&r);
+    free(ta);
+    free(tb);
+    teardown_f(&f);
+}
+END_TEST
+
 /* Many handler threads at once while the policy is swapped (ASan/TSan food). */
 typedef struct thr {
     fixture *f;
@@ -965,6 +1035,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(v, token_table_bound);
     tcase_add_test(v, health_and_allowlist);
     tcase_add_test(v, kv_helpers);
+    tcase_add_test(v, migrated_secrets);
     tcase_add_test(v, concurrent_reload);
     tcase_set_timeout(v, 120);
     suite_add_tcase(s, p);
