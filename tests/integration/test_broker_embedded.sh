@@ -92,6 +92,24 @@ cat > "$tmp/pods.json" <<'JSON'
    "read": ["secret/data/team-b/"], "list": ["secret/metadata/team-b/"]}
  ]}
 JSON
+# a policy file with a typo: refused at start, naming the file and the member
+echo '{"version":1,"rules":[{"namespace":"a","service_acount":"b","read":["x/"]}]}' > "$tmp/bad.json"
+rc=0
+"$BRIDGE" "${B[@]}" "${S[@]}" --serve-pods --pod-policy "$tmp/bad.json" > /dev/null 2> "$tmp/bad.err" || rc=$?
+[ "$rc" = 1 ] && grep -q 'bad.json: rules\[0\]: unknown member "service_acount"' "$tmp/bad.err" \
+  || fail "bad policy file: rc $rc, $(cat "$tmp/bad.err")"
+rc=0
+"$BRIDGE" "${B[@]}" "${S[@]}" --pod-policy "$tmp/pods.json" > /dev/null 2> "$tmp/bad.err" || rc=$?
+[ "$rc" = 2 ] || fail "--pod-policy without --serve-pods: rc $rc"
+# SQLite and no Vault, no policy: the embedded store, every pod refused, said at start
+"$BRIDGE" "${B[@]}" "${S[@]}" --scan-interval 300 --serve-pods > /dev/null 2> "$tmp/nopolicy.log" &
+np_pid=$!
+pids+=($np_pid)
+wait_for "$tmp/nopolicy.log" "no --pod-policy: every pod's login is refused" 10
+kill -TERM "$np_pid"
+wait "$np_pid" 2>/dev/null || true
+ok "a bad policy file is refused at start (file and member named); without one every pod is refused"
+
 "$BRIDGE" "${B[@]}" "${S[@]}" --scan-interval 300 --serve-pods --pod-policy "$tmp/pods.json" \
   -o json > "$tmp/bridge.out" 2> "$tmp/bridge.log" &
 bridge_pid=$!
