@@ -72,11 +72,20 @@ ct_err ct_vault_proxy_new(ct_ctx *ctx, const ct_vault_proxy_options *opts,
     if (!out)
         return ctp_err(err, CT_E_INVALID, 0, "ct_vault_proxy_new: out is NULL");
     *out = NULL;
-    if (!opts || !opts->vault)
+    if (!opts || (!opts->vault && !opts->store))
         return ctp_err(err, CT_E_INVALID, 0, "ct_vault_proxy_new: no Vault options");
     if (opts->version != CT_VAULT_PROXY_OPTIONS_VERSION)
         return ctp_err(err, CT_E_VERSION, 0, "ct_vault_proxy_options version %u is not supported",
                        (unsigned)opts->version);
+    if (!opts->vault) { /* broker.cert only (the embedded store answers vault.http) */
+        if (!(p = ctp_calloc(1, sizeof *p)))
+            return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+        p->ctx = ctx;
+        p->store = opts->store;
+        p->days = opts->cert_days ? opts->cert_days : DEF_CERT_DAYS;
+        *out = p;
+        return CT_OK;
+    }
     v = opts->vault;
     if (!v->address || strncmp(v->address, "https://", 8) != 0 || strlen(v->address) < 9 ||
         strpbrk(v->address, " ?#@") || strlen(v->address) > 512)
@@ -212,6 +221,8 @@ ct_err ct_vault_proxy_http(void *proxy, const char *fingerprint, ct_session *s,
 
     if (!p || !req || !resp || !resp_len)
         return ctp_err(err, CT_E_INVALID, 0, "vault.http: NULL argument");
+    if (!p->http)
+        return ctp_err(err, CT_E_UNSUPPORTED, 0, "vault.http: this proxy has no Vault");
     o = json_loadb((const char *)req, req_len, JSON_REJECT_DUPLICATES, NULL);
     if (!json_is_object(o)) {
         rc = ctp_err(err, CT_E_INVALID, 0, "vault.http: the request is not a JSON object");

@@ -141,8 +141,10 @@ typedef struct ct_vault_proxy_options {
      * Where Vault is and how to trust it: address, namespace_path (used
      * when the pod sends none), ca_file, ca_path, client_cert/client_key,
      * skip_verify (+ force_insecure), timeout_ms, max_response. The token
-     * fields are ignored: pods' calls carry their own token. Required;
-     * borrowed for ct_vault_proxy_new only.
+     * fields are ignored: pods' calls carry their own token. Borrowed for
+     * ct_vault_proxy_new only. NULL (with a store): a proxy that serves
+     * only "broker.cert" (its "vault.http" is CT_E_UNSUPPORTED), for a
+     * bridge whose pods are answered by the embedded store (podpolicy.h).
      */
     const ct_vault_options *vault;
     /*

@@ -4,12 +4,16 @@
  * requests it serves (a ct_router: ping; with --serve-pods the Vault proxy
  * for the operators' brokers: vault.http and broker.cert, broker.h), and the
  * TokenReview endpoints for Vault's Kubernetes auth (review.h), and the Secret
- * migration ops (migrate.h).
+ * migration ops (migrate.h). Without a Vault for the pods, vault.http is
+ * answered from the store under the --pod-policy file (podpolicy.h),
+ * reloaded on SIGHUP.
  */
 #include "../agent/agent_cli.h"
 #include "../store/store_cli.h"
 
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +52,16 @@ BEACON_FLAGS_HELP
 "                           from each cluster's CA\n"
 "  --pods-extra-prefix P    with --serve-pods: also allow Vault paths starting\n"
 "                           with P (e.g. transit/decrypt/; repeatable, up to 16)\n"
+"  --pod-policy FILE        with --serve-pods: answer the pods from this bridge's\n"
+"                           store instead of a Vault (the embedded store): logins\n"
+"                           with service-account tokens verified against each\n"
+"                           cluster's pinned issuer keys, KV v2 reads of the\n"
+"                           kv/<mount>/<path> records ('cloudtaser source secret')\n"
+"                           as FILE (JSON rules: namespace, service account ->\n"
+"                           path prefixes) allows; re-read on SIGHUP. Also the\n"
+"                           mode when the store is SQLite and no Vault is given\n"
+"                           (VAULT_ADDR unset); then without FILE every pod is\n"
+"                           refused\n"
 "  --broker-cert-days DAYS  validity of brokers' certificates (default: 30)\n"
 "  --tokenreview FP=HOST[:PORT]\n"
 "                           serve the TokenReview endpoint of cluster FP on\n"
@@ -71,7 +85,8 @@ STORE_FLAGS_HELP
 "claim_recorded, bootstrap_issued, bootstrap_refused, session_up,\n"
 "session_down, cluster_removed, error), clusters shown by the first 8\n"
 "characters of their fingerprint only.\n"
-"Signals: SIGTERM/SIGINT close sessions cleanly (GOAWAY) and exit.\n"
+"Signals: SIGTERM/SIGINT close sessions cleanly (GOAWAY) and exit. SIGHUP\n"
+"re-reads the --pod-policy file (an invalid file keeps the previous policy).\n"
 "Exit status: 0 after a signal, 1 on a fatal error, 2 on a bad command line.\n");
 }
 
@@ -89,6 +104,36 @@ static void stop_bridge(void *arg)
     ct_bridge_stop(arg);
 }
 
+/* SIGHUP: re-read the pod policy (on a thread of its own: sigwait). */
+typedef struct reloader {
+    pthread_t thread;
+    int started;
+    volatile sig_atomic_t stop;
+    const char *path;
+    ct_embedded_vault *ev;
+} reloader;
+
+static void *reload_main(void *arg)
+{
+    reloader *r = arg;
+    sigset_t set;
+    int sig;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    while (sigwait(&set, &sig) == 0 && !r->stop) {
+        ct_pod_policy *p = NULL;
+        ct_error err;
+        if (ct_pod_policy_load(r->path, &p, &err) != CT_OK) {
+            fprintf(stderr, PROG ": SIGHUP: keeping the previous pod policy: %s\n", err.message);
+            continue;
+        }
+        fprintf(stderr, PROG ": SIGHUP: pod policy reloaded from %s (%zu rules)\n", r->path,
+                ct_pod_policy_rule_count(p));
+        ct_embedded_vault_set_policy(r->ev, p);
+    }
+    return NULL;
+}
+
 static int parse_uint(const char *opt, const char *s, unsigned long max, unsigned long *v)
 {
     char *end;
@@ -103,7 +148,8 @@ static int parse_uint(const char *opt, const char *s, unsigned long max, unsigne
 int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_AUD, O_LIFE, O_DAYS,
-           O_INITW, O_OPW, O_SCAN, O_PODS, O_PODS_EXTRA, O_BDAYS, O_REVIEW, O_MTMPL };
+           O_INITW, O_OPW, O_SCAN, O_PODS, O_PODS_EXTRA, O_BDAYS, O_REVIEW, O_MTMPL,
+           O_POD_POLICY };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -119,6 +165,7 @@ int main(int argc, char **argv)
         { "scan-interval", required_argument, 0, O_SCAN },
         { "serve-pods", no_argument, 0, O_PODS },
         { "pods-extra-prefix", required_argument, 0, O_PODS_EXTRA },
+        { "pod-policy", required_argument, 0, O_POD_POLICY },
         { "broker-cert-days", required_argument, 0, O_BDAYS },
         { "tokenreview", required_argument, 0, O_REVIEW },
         { "migrate-template", required_argument, 0, O_MTMPL },
@@ -140,7 +187,10 @@ int main(int argc, char **argv)
     ct_vault_proxy_options po = CT_VAULT_PROXY_OPTIONS_INIT;
     ct_vault_options pods_vault = CT_VAULT_OPTIONS_INIT;
     const char *extra[16];
-    int serve_pods = 0;
+    int serve_pods = 0, embedded = 0;
+    const char *pod_policy = NULL;
+    ct_embedded_vault *emb = NULL;
+    reloader rl = { 0 };
     ct_review_jwks_sink *sink = NULL;
     const char *reviews[MAX_REVIEWS];
     ct_review_server *rs[MAX_REVIEWS] = { 0 };
@@ -189,6 +239,7 @@ int main(int argc, char **argv)
             bo.scan_interval_ms = (int)v;
             break;
         case O_PODS: serve_pods = 1; break;
+        case O_POD_POLICY: pod_policy = optarg; break;
         case O_PODS_EXTRA:
             if (po.n_extra_prefixes >= 16) {
                 fprintf(stderr, PROG ": at most 16 --pods-extra-prefix\n");
@@ -229,8 +280,13 @@ int main(int argc, char **argv)
     }
     if (beacon_flags_resolve(PROG, &bf) != 0)
         return EXIT_USAGE;
-    if ((po.n_extra_prefixes || po.cert_days) && !serve_pods) {
-        fprintf(stderr, PROG ": --pods-extra-prefix and --broker-cert-days need --serve-pods\n");
+    if ((po.n_extra_prefixes || po.cert_days || pod_policy) && !serve_pods) {
+        fprintf(stderr, PROG ": --pods-extra-prefix, --broker-cert-days and --pod-policy need "
+                        "--serve-pods\n");
+        return EXIT_USAGE;
+    }
+    if (pod_policy && po.n_extra_prefixes) {
+        fprintf(stderr, PROG ": --pods-extra-prefix applies to a Vault, not to --pod-policy\n");
         return EXIT_USAGE;
     }
 
@@ -274,6 +330,52 @@ int main(int argc, char **argv)
         goto out;
     }
     if (serve_pods) {
+        const char *va = getenv("VAULT_ADDR");
+        embedded = pod_policy || (!sf.is_vault && !(va && *va));
+    }
+    if (embedded) {
+        /* the embedded store answers the pods (podpolicy.h) */
+        ct_embedded_vault_options eo = CT_EMBEDDED_VAULT_OPTIONS_INIT;
+        ct_pod_policy *pp = NULL;
+        if (pod_policy && ct_pod_policy_load(pod_policy, &pp, &err) != CT_OK) {
+            fprintf(stderr, PROG ": --pod-policy: %s\n", err.message);
+            goto out;
+        }
+        eo.store = store;
+        po.store = store;
+        if (ct_embedded_vault_new(ctx, &eo, &emb, &err) != CT_OK ||
+            ct_vault_proxy_new(ctx, &po, &proxy, &err) != CT_OK) {
+            ct_pod_policy_free(pp);
+            fprintf(stderr, PROG ": --serve-pods: %s\n", err.message);
+            goto out;
+        }
+        ct_embedded_vault_set_policy(emb, pp);
+        if (pod_policy)
+            fprintf(stderr, PROG ": pods are answered from the store under %s (%zu rules)\n",
+                    pod_policy, ct_pod_policy_rule_count(pp));
+        else
+            fprintf(stderr, PROG ": pods are answered from the store, but there is no "
+                            "--pod-policy: every pod's login is refused\n");
+        if (ct_router_add(router, "vault.http", ct_embedded_vault_http, emb, &err) != CT_OK ||
+            ct_router_add(router, "broker.cert", ct_vault_proxy_cert, proxy, &err) != CT_OK) {
+            fprintf(stderr, PROG ": %s\n", err.message);
+            goto out;
+        }
+        if (pod_policy) {
+            /* SIGHUP is taken by sigwait on one thread: blocked in all the others */
+            sigset_t set;
+            sigemptyset(&set);
+            sigaddset(&set, SIGHUP);
+            pthread_sigmask(SIG_BLOCK, &set, NULL);
+            rl.path = pod_policy;
+            rl.ev = emb;
+            if (pthread_create(&rl.thread, NULL, reload_main, &rl) != 0) {
+                fprintf(stderr, PROG ": cannot start the SIGHUP thread\n");
+                goto out;
+            }
+            rl.started = 1;
+        }
+    } else if (serve_pods) {
         /* the Vault of the store flags, or VAULT_* (pods' calls carry their own token) */
         if (sf.is_vault)
             pods_vault = sf.vault;
@@ -343,11 +445,17 @@ int main(int argc, char **argv)
     rc = EXIT_OK;
 out:
     install_stop_signals(NULL, NULL);
+    if (rl.started) {
+        rl.stop = 1;
+        pthread_kill(rl.thread, SIGHUP);
+        pthread_join(rl.thread, NULL);
+    }
     for (i = 0; i < n_reviews; i++)
         ct_review_server_free(rs[i]);
     ct_bridge_free(b);
     ct_router_free(router);
     ct_vault_proxy_free(proxy);
+    ct_embedded_vault_free(emb);
     ct_review_jwks_sink_free(sink);
     ct_migrate_server_free(migrate);
     ct_store_free(store);

@@ -22,6 +22,7 @@
  */
 #include "cloudtaser/cloudtaser.h"
 #include "../store/store_cli.h"
+#include "secret.h"
 #include "target.h"
 
 #include <errno.h>
@@ -68,6 +69,8 @@ static void usage_main(FILE *f)
 "  source list         show every registered cluster\n"
 "  source configure-auth  point Vault's Kubernetes auth method for a cluster at\n"
 "                      the bridge's TokenReview endpoint (no path to the cluster)\n"
+"  source secret       put | get | list | delete: the secrets pods read from the\n"
+"                      bridge's store (cloudtaser-bridge --pod-policy)\n"
 "\n"
 "Run '" PROG " target|source COMMAND --help' for a command's options.\n"
 "\n"
@@ -407,6 +410,8 @@ int main(int argc, char **argv)
     cmd = argv[2];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0)
         return usage_main(stdout), EXIT_OK;
+    if (strcmp(cmd, "secret") == 0)
+        return secret_main(argc, argv);
     if (strcmp(cmd, "register") != 0 && strcmp(cmd, "deregister") != 0 &&
         strcmp(cmd, "status") != 0 && strcmp(cmd, "list") != 0 &&
         strcmp(cmd, "configure-auth") != 0)
