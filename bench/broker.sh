@@ -57,11 +57,24 @@ pids+=($!)
 pids+=($!)
 wait_for "$tmp/op.log" '"event":"broker_serving"' 60
 bport=$(sed -n 's/.*"event":"broker_serving","port":\([0-9]*\).*/\1/p' "$tmp/op.log")
-direct=$("$build/bench/ct-bench-http" "$VAULT_ADDR/v1/secret/data/app1/db" "$POD" \
+# CPU seconds (user+system) each process used so far, for BROKER_CPU=1
+cpu() {
+  local tck p; tck=$(getconf CLK_TCK)
+  for p in "${pids[@]}"; do
+    [ -r "/proc/$p/stat" ] || continue
+    awk -v t="$tck" '{ sub(/^.*\) /, ""); printf "%s=%.2fs ", n, ($12 + $13) / t }' \
+      n="$(tr -d '\0' < "/proc/$p/comm")" "/proc/$p/stat"
+  done
+  echo
+}
+[ -n "${BROKER_CPU:-}" ] && echo "cpu before  $(cpu)"
+direct=$(/usr/bin/time -f '%U %S' -o "$tmp/time.direct" "$build/bench/ct-bench-http" "$VAULT_ADDR/v1/secret/data/app1/db" "$POD" \
   "$VAULT_CACERT" "$@")
 echo "direct  $direct"
-broker=$("$build/bench/ct-bench-http" "https://localhost:$bport/v1/secret/data/app1/db" "$POD" \
+[ -n "${BROKER_CPU:-}" ] && echo "cpu direct  $(cpu) client=$(awk '{print $1 + $2}' "$tmp/time.direct")s"
+broker=$(/usr/bin/time -f '%U %S' -o "$tmp/time.broker" "$build/bench/ct-bench-http" "https://localhost:$bport/v1/secret/data/app1/db" "$POD" \
   "$tmp/ca.pem" "$@")
 echo "broker  $broker"
+[ -n "${BROKER_CPU:-}" ] && echo "cpu broker  $(cpu) client=$(awk '{print $1 + $2}' "$tmp/time.broker")s"
 d=$(echo "$direct" | awk '{print $2}'); b=$(echo "$broker" | awk '{print $2}')
 awk -v d="$d" -v b="$b" 'BEGIN { printf "p50 overhead %.3f ms\n", b - d }'
