@@ -361,8 +361,9 @@ START_TEST(proxy_async_over_session)
         j[i].req = rd;
         ck_assert_int_eq(pthread_create(&j[i].th, NULL, sjob_main, &j[i]), 0);
     }
-    for (i = 0; i < N; i++) {
+    for (i = 0; i < N; i++) /* all joined before any assertion can leave */
         pthread_join(j[i].th, NULL);
+    for (i = 0; i < N; i++) {
         ck_assert_msg(j[i].rc == CT_OK, "%d: %s %s", i, ct_err_name(j[i].rc), j[i].msg);
         ck_assert_msg(strstr(j[i].answer, "\"status\":200") &&
                           strstr(j[i].answer, "p1-secret"),
@@ -371,7 +372,8 @@ START_TEST(proxy_async_over_session)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     took = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
     /* two blocking handler threads would need N / 2 * 300 ms = 2.4 s */
-    ck_assert_msg(took < (vg ? 2400 : 1500), "%d slow reads took %ld ms", N, took);
+    if (!vg) /* valgrind's serialised threads make timing meaningless */
+        ck_assert_msg(took < 1500, "%d slow reads took %ld ms", N, took);
 
     /* a refusal is still the requester's error */
     j[N].s = sa;
