@@ -321,8 +321,9 @@ ct_err ct_vault_proxy_http(void *proxy, const char *fingerprint, ct_session *s,
         ct_error e2;
         rc = ct_session_defer(s, stream, &r, &e2);
         if (rc == CT_OK) {
-            if (ctp_http_multi_start(p->multi, &hr, vault_done, r, &e2) != CT_OK)
-                ct_session_reply_send(r, e2.code, NULL, 0, e2.message);
+            ct_err src = ctp_http_multi_start(p->multi, &hr, vault_done, r, &e2);
+            if (src != CT_OK) /* vault_done will not be called */
+                ct_session_reply_send(r, src, NULL, 0, e2.message);
             rc = CT_OK; /* answered through r */
             goto out;
         }
