@@ -504,8 +504,9 @@ START_TEST(multi_driver)
         ck_assert_int_eq(d.status[i], 200);
         ck_assert_msg(strstr(d.body[i], "\"k\":\"v1\"") != NULL, "%s", d.body[i]);
     }
-    ck_assert_msg(took < (ct_test_under_valgrind() ? N * 300 : N * 300 / 3),
-                  "%d slow reads took %lld ms: not concurrent", N, (long long)took);
+    if (!ct_test_under_valgrind()) /* it serialises threads: timing means nothing */
+        ck_assert_msg(took < N * 300 / 3, "%d slow reads took %lld ms: not concurrent", N,
+                      (long long)took);
 
     /* errors: validation (never called back), timeout, size limit */
     ck_assert_int_eq(mstart(m, fv, "GET", "http://127.0.0.1:1/v1/x", NULL, 0, &slots[20], &err),
