@@ -865,12 +865,14 @@ static void multi_complete(ctp_http_multi *mh, mxfer *t, CURLcode cc, int aborte
         rc = xfer_finish(&t->x, cc, &e);
         multi_give(mh, t->x.c);
     }
-    t->done(t->arg, rc, rc == CT_OK ? &t->resp : NULL, &e);
-    ctp_http_response_clear(&t->resp);
-    free(t);
+    /* the slot is free once the transfer is over, before its callback runs
+     * (a callback may well start the next transfer) */
     pthread_mutex_lock(&mh->mu);
     mh->in_flight--;
     pthread_mutex_unlock(&mh->mu);
+    t->done(t->arg, rc, rc == CT_OK ? &t->resp : NULL, &e);
+    ctp_http_response_clear(&t->resp);
+    free(t);
 }
 
 static void *multi_main(void *arg)

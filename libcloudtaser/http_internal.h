@@ -163,7 +163,8 @@ typedef struct ctp_http_multi ctp_http_multi;
 typedef void (*ctp_http_done_fn)(void *arg, ct_err rc, const ctp_http_response *resp,
                                  const ct_error *err);
 
-/* max_in_flight (>= 1) bounds the transfers started and not yet called back. */
+/* max_in_flight (>= 1) bounds the transfers started and not yet finished
+ * (a slot is free again when the transfer's callback is called). */
 ct_err ctp_http_multi_new(ctp_http *h, size_t max_in_flight, ctp_http_multi **out,
                           ct_error *err);
 
