@@ -5,6 +5,8 @@
 # tests/integration/test_broker_e2e.sh). BUILD_DIR must be configured with
 # -Dtests=true -Dbench=true (tests/fake-vault, bench/ct-bench-http).
 # Prints one line per target (ct-bench-http's figures) and the overhead.
+# BROKER_CPU=1 adds each process's CPU time after each phase; BROKER_PERF=FILE
+# records a perf profile of the tunnel's processes during the broker phase.
 set -euo pipefail
 build=$(cd "$1" && pwd); shift
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,11 +59,33 @@ pids+=($!)
 pids+=($!)
 wait_for "$tmp/op.log" '"event":"broker_serving"' 60
 bport=$(sed -n 's/.*"event":"broker_serving","port":\([0-9]*\).*/\1/p' "$tmp/op.log")
-direct=$("$build/bench/ct-bench-http" "$VAULT_ADDR/v1/secret/data/app1/db" "$POD" \
+# CPU seconds (user+system) each process used so far, for BROKER_CPU=1
+cpu() {
+  local tck p; tck=$(getconf CLK_TCK)
+  for p in "${pids[@]}"; do
+    [ -r "/proc/$p/stat" ] || continue
+    awk -v t="$tck" '{ sub(/^.*\) /, ""); printf "%s=%.2fs ", n, ($12 + $13) / t }' \
+      n="$(tr -d '\0' < "/proc/$p/comm")" "/proc/$p/stat"
+  done
+  echo
+}
+[ -n "${BROKER_CPU:-}" ] && echo "cpu before  $(cpu)"
+direct=$(/usr/bin/time -f '%U %S' -o "$tmp/time.direct" "$build/bench/ct-bench-http" "$VAULT_ADDR/v1/secret/data/app1/db" "$POD" \
   "$VAULT_CACERT" "$@")
 echo "direct  $direct"
-broker=$("$build/bench/ct-bench-http" "https://localhost:$bport/v1/secret/data/app1/db" "$POD" \
+[ -n "${BROKER_CPU:-}" ] && echo "cpu direct  $(cpu) client=$(awk '{print $1 + $2}' "$tmp/time.direct")s"
+# BROKER_PERF=FILE: perf record (call graphs) of beacon, bridge and operator
+# during the broker phase, for `perf report -i FILE`.
+perf_pid=
+if [ -n "${BROKER_PERF:-}" ]; then
+  perf record -q -g -o "$BROKER_PERF" -p "${pids[0]},${pids[2]},${pids[3]}" > /dev/null 2>&1 &
+  perf_pid=$!
+  sleep 0.5
+fi
+broker=$(/usr/bin/time -f '%U %S' -o "$tmp/time.broker" "$build/bench/ct-bench-http" "https://localhost:$bport/v1/secret/data/app1/db" "$POD" \
   "$tmp/ca.pem" "$@")
 echo "broker  $broker"
+if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+[ -n "${BROKER_CPU:-}" ] && echo "cpu broker  $(cpu) client=$(awk '{print $1 + $2}' "$tmp/time.broker")s"
 d=$(echo "$direct" | awk '{print $2}'); b=$(echo "$broker" | awk '{print $2}')
 awk -v d="$d" -v b="$b" 'BEGIN { printf "p50 overhead %.3f ms\n", b - d }'

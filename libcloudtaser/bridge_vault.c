@@ -23,10 +23,17 @@
 #define MAX_NS 512
 #define MAX_URL 4096
 #define DEF_CERT_DAYS 30
+/*
+ * Vault calls waiting on Vault at once (all sessions together). Beyond it a
+ * call is refused with CT_E_AGAIN (the broker answers 503, the pod retries).
+ * The session's own max_streams (1024 by default) bounds one cluster.
+ */
+#define MAX_IN_FLIGHT 1024
 
 struct ct_vault_proxy {
     ct_ctx *ctx;
     ctp_http *http;
+    ctp_http_multi *multi; /* drives deferred "vault.http" calls from one thread */
     char *base;          /* https://host[:port], no trailing '/' */
     char *ns;            /* default namespace or NULL */
     char **extra;
@@ -40,6 +47,7 @@ void ct_vault_proxy_free(ct_vault_proxy *p)
     size_t i;
     if (!p)
         return;
+    ctp_http_multi_free(p->multi); /* calls in flight are answered CT_E_CLOSED */
     ctp_http_free(p->http);
     free(p->base);
     free(p->ns);
@@ -136,7 +144,8 @@ ct_err ct_vault_proxy_new(ct_ctx *ctx, const ct_vault_proxy_options *opts,
     hc.insecure = v->skip_verify && v->force_insecure;
     hc.timeout_ms = v->timeout_ms > 0 ? v->timeout_ms : ctp_timeout(ctx, -1);
     hc.max_response = v->max_response ? v->max_response : CT_VAULT_DEFAULT_MAX_RESPONSE;
-    if ((rc = ctp_http_new(ctx, &hc, &p->http, err)) != CT_OK) {
+    if ((rc = ctp_http_new(ctx, &hc, &p->http, err)) != CT_OK ||
+        (rc = ctp_http_multi_new(p->http, MAX_IN_FLIGHT, &p->multi, err)) != CT_OK) {
         ct_vault_proxy_free(p);
         return rc;
     }
@@ -200,12 +209,17 @@ static int query_ok(const char *q)
 
 /* ---- vault.http ---- */
 
+static ct_err vault_answer(const ctp_http_response *hr, uint8_t **resp, size_t *resp_len,
+                           ct_error *err);
+static void vault_done(void *arg, ct_err rc, const ctp_http_response *hresp,
+                       const ct_error *herr);
+
 ct_err ct_vault_proxy_http(void *proxy, const char *fingerprint, ct_session *s,
                            uint32_t stream, const uint8_t *req, size_t req_len,
                            uint8_t **resp, size_t *resp_len, ct_error *err)
 {
     ct_vault_proxy *p = proxy;
-    json_t *o = NULL, *a = NULL, *h, *jtok = NULL, *jbody = NULL;
+    json_t *o = NULL, *jtok = NULL, *jbody = NULL;
     const char *method, *path, *query = NULL, *tok = NULL, *ns = NULL, *body = NULL;
     size_t body_len = 0;
     ctp_http_header hdrs[3];
@@ -216,8 +230,6 @@ ct_err ct_vault_proxy_http(void *proxy, const char *fingerprint, ct_session *s,
     int timeout = 0;
     ct_err rc;
     (void)fingerprint;
-    (void)s;
-    (void)stream;
 
     if (!p || !req || !resp || !resp_len)
         return ctp_err(err, CT_E_INVALID, 0, "vault.http: NULL argument");
@@ -309,8 +321,55 @@ ct_err ct_vault_proxy_http(void *proxy, const char *fingerprint, ct_session *s,
     hr.body = (const uint8_t *)body;
     hr.body_len = body_len;
     hr.timeout_ms = timeout;
+    if (s) {
+        /*
+         * Asynchronous: the session gets the request back and the multi
+         * driver answers it when Vault has; this handler thread is free at
+         * once. Outside a session handler (no stream to defer) the call is
+         * made here, blocking.
+         */
+        ct_session_reply *r = NULL;
+        ct_error e2;
+        rc = ct_session_defer(s, stream, &r, &e2);
+        if (rc == CT_OK) {
+            ct_err src = ctp_http_multi_start(p->multi, &hr, vault_done, r, &e2);
+            if (src != CT_OK) /* vault_done will not be called */
+                ct_session_reply_send(r, src, NULL, 0, e2.message);
+            rc = CT_OK; /* answered through r */
+            goto out;
+        }
+        if (rc == CT_E_CLOSED) {
+            rc = ctp_err(err, rc, 0, "%s", e2.message);
+            goto out;
+        }
+    }
     if ((rc = ctp_http_do(p->http, &hr, &hresp, err)) != CT_OK)
         goto out;
+    rc = vault_answer(&hresp, resp, resp_len, err);
+out:
+    ctp_http_response_clear(&hresp);
+    if (o) {
+        wipe_json_string(jtok);
+        wipe_json_string(jbody);
+        json_decref(o);
+    }
+    if (url)
+        ct_secure_wipe(url, MAX_URL);
+    free(esc);
+    free(url);
+    return rc;
+}
+
+/*
+ * Vault's answer as the "vault.http" answer: {"status":N,"body":"..." or
+ * "body_b64":"...","headers":{...}}, malloc'd into *resp.
+ */
+static ct_err vault_answer(const ctp_http_response *hr, uint8_t **resp, size_t *resp_len,
+                           ct_error *err)
+{
+    json_t *a = NULL, *h;
+    ct_err rc;
+
     a = json_object();
     h = json_object();
     if (!a || !h) {
@@ -318,31 +377,31 @@ ct_err ct_vault_proxy_http(void *proxy, const char *fingerprint, ct_session *s,
         rc = ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
-    json_object_set_new(a, "status", json_integer(hresp.status));
+    json_object_set_new(a, "status", json_integer(hr->status));
     {
-        json_t *b = json_stringn((const char *)hresp.body, hresp.body_len);
+        json_t *b = json_stringn((const char *)hr->body, hr->body_len);
         if (b) {
             json_object_set_new(a, "body", b);
         } else {
             /* not UTF-8: base64 */
-            size_t n = ctp_b64_encoded_len(hresp.body_len, CTP_B64_STD);
-            char *enc = n || !hresp.body_len ? malloc(n + 1) : NULL;
+            size_t n = ctp_b64_encoded_len(hr->body_len, CTP_B64_STD);
+            char *enc = n || !hr->body_len ? malloc(n + 1) : NULL;
             if (!enc) {
                 json_decref(h);
                 rc = ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
                 goto out;
             }
-            ctp_b64_encode(hresp.body, hresp.body_len, enc, CTP_B64_STD);
+            ctp_b64_encode(hr->body, hr->body_len, enc, CTP_B64_STD);
             json_object_set_new(a, "body_b64", json_stringn(enc, n));
             ct_secure_wipe(enc, n);
             free(enc);
         }
     }
-    if (hresp.content_type[0])
-        json_object_set_new(h, "Content-Type", json_string(hresp.content_type));
-    if (hresp.retry_after_ms >= 0) {
+    if (hr->content_type[0])
+        json_object_set_new(h, "Content-Type", json_string(hr->content_type));
+    if (hr->retry_after_ms >= 0) {
         char ra[32];
-        snprintf(ra, sizeof ra, "%lld", (long long)((hresp.retry_after_ms + 999) / 1000));
+        snprintf(ra, sizeof ra, "%lld", (long long)((hr->retry_after_ms + 999) / 1000));
         json_object_set_new(h, "Retry-After", json_string(ra));
     }
     json_object_set_new(a, "headers", h);
@@ -353,15 +412,29 @@ out:
         wipe_json_string(json_object_get(a, "body_b64"));
         json_decref(a);
     }
-    ctp_http_response_clear(&hresp);
-    if (o) {
-        wipe_json_string(jtok);
-        wipe_json_string(jbody);
-        json_decref(o);
-    }
-    free(esc);
-    free(url);
     return rc;
+}
+
+/* The multi driver's callback: answers the deferred request (driver thread). */
+static void vault_done(void *arg, ct_err rc, const ctp_http_response *hresp,
+                       const ct_error *herr)
+{
+    ct_session_reply *r = arg;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ct_error e;
+
+    if (rc != CT_OK) {
+        ct_session_reply_send(r, rc, NULL, 0, herr ? herr->message : NULL);
+        return;
+    }
+    if ((rc = vault_answer(hresp, &buf, &len, &e)) != CT_OK) {
+        ct_session_reply_send(r, rc, NULL, 0, e.message);
+        return;
+    }
+    ct_session_reply_send(r, CT_OK, buf, len, NULL);
+    ct_secure_wipe(buf, len);
+    free(buf);
 }
 
 /* ---- broker.cert ---- */

@@ -605,19 +605,52 @@ static CURLcode set_tls(ctp_http *h, CURL *c, struct curl_blob *ca, struct curl_
     return cc;
 }
 
-ct_err ctp_http_do(ctp_http *h, const ctp_http_request *req, ctp_http_response *resp,
-                   ct_error *err)
-{
-    char host[256], errbuf[CURL_ERROR_SIZE];
-    struct curl_blob ca, cert, key;
-    hdrlist hl;
+/*
+ * One transfer's state, shared by the blocking call and the multi driver:
+ * set up on the caller's thread (validation, header block, options), then
+ * performed, then finished (status, error mapping, handle returned).
+ */
+typedef struct xfer {
+    ctp_http *h;
     CURL *c;
+    hdrlist hl;
+    char errbuf[CURL_ERROR_SIZE];
+    char host[256];
+    struct curl_blob ca, cert, key;
+    int timeout;
+    uint8_t *body; /* the multi driver's own copy of the request body (wiped) */
+    size_t body_len;
+    ctp_http_response *resp;
+} xfer;
+
+static void xfer_release_buffers(xfer *x)
+{
+    /* forget our buffers before wiping them */
+    curl_easy_setopt(x->c, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(x->c, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(x->c, CURLOPT_ERRORBUFFER, NULL);
+    hdrlist_free(&x->hl);
+    if (x->body) {
+        ct_secure_wipe(x->body, x->body_len);
+        free(x->body);
+        x->body = NULL;
+    }
+}
+
+/*
+ * Validates req and prepares x->c (taken from `c`, or the pool when NULL).
+ * copy_body: keep a private copy of the body (the caller's may go away).
+ * On error nothing is left to release except a handle passed in as `c`.
+ */
+static ct_err xfer_setup(ctp_http *h, CURL *c, const ctp_http_request *req,
+                         ctp_http_response *resp, int copy_body, xfer *x, ct_error *err)
+{
     CURLcode cc = CURLE_OK;
     ct_err rc;
-    int timeout, ctimeout, with_body, idempotent;
-    curl_off_t pre = 0;
+    int ctimeout, with_body, idempotent, own = c == NULL;
     const char *m;
 
+    memset(x, 0, sizeof *x);
     if (resp) {
         memset(resp, 0, sizeof *resp);
         resp->retry_after_ms = -1;
@@ -625,7 +658,7 @@ ct_err ctp_http_do(ctp_http *h, const ctp_http_request *req, ctp_http_response *
     if (!h || !req || !resp || !req->url)
         return ctp_err(err, CT_E_INVALID, 0, "ctp_http_do: NULL argument");
     m = req->method ? req->method : "GET";
-    url_host(req->url, host, sizeof host);
+    url_host(req->url, x->host, sizeof x->host);
     if (!method_ok(m))
         return ctp_err(err, CT_E_INVALID, 0, "invalid HTTP method");
     if (!req->body && req->body_len)
@@ -635,17 +668,32 @@ ct_err ctp_http_do(ctp_http *h, const ctp_http_request *req, ctp_http_response *
         return ctp_err(err, CT_E_INVALID, 0,
                        "only https:// addresses are allowed (got %.*s...)",
                        (int)strcspn(req->url, ":/"), req->url);
-    if ((rc = hdrlist_build(req, &hl, err)) != CT_OK)
+    if ((rc = hdrlist_build(req, &x->hl, err)) != CT_OK)
         return rc;
-    if (!(c = take_handle(h))) {
-        hdrlist_free(&hl);
+    if (copy_body && req->body) {
+        if (!(x->body = malloc(req->body_len ? req->body_len : 1))) {
+            hdrlist_free(&x->hl);
+            return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+        }
+        memcpy(x->body, req->body, req->body_len);
+        x->body_len = req->body_len;
+    }
+    if (!c && !(c = take_handle(h))) {
+        hdrlist_free(&x->hl);
+        if (x->body) {
+            ct_secure_wipe(x->body, x->body_len);
+            free(x->body);
+        }
         return ctp_err(err, CT_E_INTERNAL, 0, "libcurl could not make a handle");
     }
+    x->h = h;
+    x->c = c;
+    x->resp = resp;
     curl_easy_reset(c); /* keeps live connections, drops every option */
-    errbuf[0] = '\0';
+    x->errbuf[0] = '\0';
     resp->limit_ = req->max_response ? req->max_response : h->max_response;
-    timeout = req->timeout_ms > 0 ? req->timeout_ms : h->timeout_ms;
-    ctimeout = h->connect_timeout_ms < timeout ? h->connect_timeout_ms : timeout;
+    x->timeout = req->timeout_ms > 0 ? req->timeout_ms : h->timeout_ms;
+    ctimeout = h->connect_timeout_ms < x->timeout ? h->connect_timeout_ms : x->timeout;
     with_body = req->body != NULL || is_method(m, "POST") || is_method(m, "PUT") ||
                 is_method(m, "PATCH");
     idempotent = !(is_method(m, "POST") || is_method(m, "PUT") || is_method(m, "PATCH"));
@@ -658,12 +706,12 @@ ct_err ctp_http_do(ctp_http *h, const ctp_http_request *req, ctp_http_response *
     SETOPT(CURLOPT_NOSIGNAL, 1L);
     SETOPT(CURLOPT_NOPROGRESS, 1L);
     SETOPT(CURLOPT_VERBOSE, 0L);
-    SETOPT(CURLOPT_ERRORBUFFER, errbuf);
-    SETOPT(CURLOPT_TIMEOUT_MS, (long)timeout);
+    SETOPT(CURLOPT_ERRORBUFFER, x->errbuf);
+    SETOPT(CURLOPT_TIMEOUT_MS, (long)x->timeout);
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)ctimeout);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(CURLOPT_USERAGENT, h->user_agent);
-    SETOPT(CURLOPT_HTTPHEADER, hl.nodes);
+    SETOPT(CURLOPT_HTTPHEADER, x->hl.nodes);
     SETOPT(CURLOPT_WRITEFUNCTION, on_body);
     SETOPT(CURLOPT_WRITEDATA, resp);
     SETOPT(CURLOPT_HEADERFUNCTION, on_header);
@@ -677,36 +725,45 @@ ct_err ctp_http_do(ctp_http *h, const ctp_http_request *req, ctp_http_response *
         SETOPT(CURLOPT_HTTPGET, 1L);
     } else {
         if (with_body) {
+            const uint8_t *b = copy_body ? x->body : req->body;
             SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-            SETOPT(CURLOPT_POSTFIELDS, req->body ? (const char *)req->body : "");
+            SETOPT(CURLOPT_POSTFIELDS, b ? (const char *)b : "");
         }
         if (!is_method(m, "POST"))
             SETOPT(CURLOPT_CUSTOMREQUEST, m);
     }
     if (cc == CURLE_OK)
-        cc = set_tls(h, c, &ca, &cert, &key);
+        cc = set_tls(h, c, &x->ca, &x->cert, &x->key);
     if (cc != CURLE_OK) {
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
-        hdrlist_free(&hl);
-        curl_easy_cleanup(c);
+        xfer_release_buffers(x);
+        if (own) /* a handle passed in stays the caller's */
+            curl_easy_cleanup(c);
+        x->c = NULL;
         return ctp_err(err, cc == CURLE_OUT_OF_MEMORY ? CT_E_NOMEM : CT_E_INTERNAL,
                        (int32_t)cc, "libcurl refused an option: %s", curl_easy_strerror(cc));
     }
+    return CT_OK;
+}
 
-    cc = curl_easy_perform(c);
+/*
+ * After the transfer: wipes our buffers, reads status, maps errors. The
+ * handle stays in x->c for the caller to return (give_handle or the multi
+ * driver's free list). On error the response body is already wiped.
+ */
+static ct_err xfer_finish(xfer *x, CURLcode cc, ct_error *err)
+{
+    ctp_http_response *resp = x->resp;
+    CURL *c = x->c;
+    curl_off_t pre = 0;
+    ct_err rc;
 
-    /* forget our buffers before wiping them */
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
-    hdrlist_free(&hl);
+    xfer_release_buffers(x);
     curl_easy_getinfo(c, CURLINFO_PRETRANSFER_TIME_T, &pre);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
     resp->sent = pre > 0 || resp->status > 0;
 
     if (cc != CURLE_OK) {
-        rc = map_curl(c, cc, resp, host, errbuf, timeout, err);
-        give_handle(h, c);
+        rc = map_curl(c, cc, resp, x->host, x->errbuf, x->timeout, err);
         if (resp->body) {
             ct_secure_wipe(resp->body, resp->body_cap_);
             free(resp->body);
@@ -720,13 +777,11 @@ ct_err ctp_http_do(ctp_http *h, const ctp_http_request *req, ctp_http_response *
         curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &to);
         if (to)
             url_host(to, lhost, sizeof lhost);
-        give_handle(h, c);
         return ctp_err(err, CT_E_PROTO, (int32_t)resp->status,
                        "%s redirected (HTTP %ld) to %s: redirects are never followed (the "
                        "token would go with them); use the final address directly",
-                       host, resp->status, lhost);
+                       x->host, resp->status, lhost);
     }
-    give_handle(h, c);
     if (!resp->body) {
         /* an empty body: still a valid, NUL-terminated buffer */
         resp->body = malloc(1);
@@ -736,4 +791,252 @@ ct_err ctp_http_do(ctp_http *h, const ctp_http_request *req, ctp_http_response *
         resp->body_cap_ = 1;
     }
     return CT_OK;
+}
+
+ct_err ctp_http_do(ctp_http *h, const ctp_http_request *req, ctp_http_response *resp,
+                   ct_error *err)
+{
+    xfer x;
+    ct_err rc;
+
+    if ((rc = xfer_setup(h, NULL, req, resp, 0, &x, err)) != CT_OK)
+        return rc;
+    rc = xfer_finish(&x, curl_easy_perform(x.c), err);
+    give_handle(h, x.c);
+    return rc;
+}
+
+/* ---- the multi driver: many transfers from one thread ---- */
+
+#define MULTI_FREE_MAX 256 /* idle easy handles kept */
+#define MULTI_POLL_MS 1000
+
+typedef struct mxfer {
+    struct mxfer *prev, *next; /* incoming queue, then the active list */
+    xfer x;
+    ctp_http_response resp;
+    ctp_http_done_fn done;
+    void *arg;
+} mxfer;
+
+struct ctp_http_multi {
+    ctp_http *h;
+    CURLM *m;
+    pthread_t th;
+    pthread_mutex_t mu;
+    size_t max_in_flight;
+    /* under mu */
+    mxfer *incoming;
+    size_t in_flight; /* incoming + active */
+    int stop;
+    CURL *idle[MULTI_FREE_MAX];
+    int nidle;
+    /* driver thread only */
+    mxfer *active;
+};
+
+static void multi_give(ctp_http_multi *mh, CURL *c)
+{
+    pthread_mutex_lock(&mh->mu);
+    if (mh->nidle < MULTI_FREE_MAX) {
+        mh->idle[mh->nidle++] = c;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&mh->mu);
+    if (c)
+        curl_easy_cleanup(c);
+}
+
+/* Finishes one transfer: maps, calls back, wipes, frees (driver thread). */
+static void multi_complete(ctp_http_multi *mh, mxfer *t, CURLcode cc, int aborted)
+{
+    ct_error e;
+    ct_err rc;
+
+    ct_error_clear(&e);
+    if (aborted) {
+        xfer_release_buffers(&t->x);
+        curl_easy_cleanup(t->x.c); /* mid-transfer: its connection is not reusable */
+        t->x.c = NULL;
+        ctp_http_response_clear(&t->resp);
+        rc = ctp_err(&e, CT_E_CLOSED, 0, "the request to %s was abandoned: the client is "
+                                         "shutting down", t->x.host);
+    } else {
+        rc = xfer_finish(&t->x, cc, &e);
+        multi_give(mh, t->x.c);
+    }
+    /* the slot is free once the transfer is over, before its callback runs
+     * (a callback may well start the next transfer) */
+    pthread_mutex_lock(&mh->mu);
+    mh->in_flight--;
+    pthread_mutex_unlock(&mh->mu);
+    t->done(t->arg, rc, rc == CT_OK ? &t->resp : NULL, &e);
+    ctp_http_response_clear(&t->resp);
+    free(t);
+}
+
+static void *multi_main(void *arg)
+{
+    ctp_http_multi *mh = arg;
+    int stop = 0;
+
+    while (!stop) {
+        mxfer *in, *t, *next;
+        CURLMsg *msg;
+        int running = 0, q;
+
+        pthread_mutex_lock(&mh->mu);
+        in = mh->incoming;
+        mh->incoming = NULL;
+        stop = mh->stop;
+        pthread_mutex_unlock(&mh->mu);
+        for (t = in; t; t = next) {
+            CURLMcode mc;
+            next = t->next;
+            curl_easy_setopt(t->x.c, CURLOPT_PRIVATE, (void *)t);
+            t->prev = NULL;
+            t->next = mh->active;
+            if ((mc = curl_multi_add_handle(mh->m, t->x.c)) != CURLM_OK) {
+                t->next = NULL;
+                multi_complete(mh, t, mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY
+                                                                : CURLE_FAILED_INIT, 0);
+                continue;
+            }
+            if (mh->active)
+                mh->active->prev = t;
+            mh->active = t;
+        }
+        if (stop)
+            break;
+        curl_multi_perform(mh->m, &running);
+        while ((msg = curl_multi_info_read(mh->m, &q))) {
+            char *priv = NULL;
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+            t = (mxfer *)(void *)priv;
+            curl_multi_remove_handle(mh->m, t->x.c);
+            if (t->prev)
+                t->prev->next = t->next;
+            else
+                mh->active = t->next;
+            if (t->next)
+                t->next->prev = t->prev;
+            multi_complete(mh, t, msg->data.result, 0);
+        }
+        curl_multi_poll(mh->m, NULL, 0, MULTI_POLL_MS, NULL);
+    }
+    /* shutting down: every transfer still in flight fails with CT_E_CLOSED */
+    while (mh->active) {
+        mxfer *t = mh->active;
+        mh->active = t->next;
+        curl_multi_remove_handle(mh->m, t->x.c);
+        multi_complete(mh, t, CURLE_OK, 1);
+    }
+    ct_thread_cleanup();
+    return NULL;
+}
+
+ct_err ctp_http_multi_new(ctp_http *h, size_t max_in_flight, ctp_http_multi **out,
+                          ct_error *err)
+{
+    ctp_http_multi *mh;
+
+    if (!h || !out || max_in_flight == 0)
+        return ctp_err(err, CT_E_INVALID, 0, "ctp_http_multi_new: bad argument");
+    *out = NULL;
+    if (!(mh = ctp_calloc(1, sizeof *mh)))
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    mh->h = h;
+    mh->max_in_flight = max_in_flight;
+    if (!(mh->m = curl_multi_init())) {
+        free(mh);
+        return ctp_err(err, CT_E_INTERNAL, 0, "libcurl could not make a multi handle");
+    }
+    /* idle connections kept to the server: enough for the usual concurrency */
+    curl_multi_setopt(mh->m, CURLMOPT_MAXCONNECTS,
+                      (long)(max_in_flight < MULTI_FREE_MAX ? max_in_flight : MULTI_FREE_MAX));
+    if (pthread_mutex_init(&mh->mu, NULL) != 0) {
+        curl_multi_cleanup(mh->m);
+        free(mh);
+        return ctp_err(err, CT_E_NOMEM, 0, "cannot create a mutex");
+    }
+    if (pthread_create(&mh->th, NULL, multi_main, mh) != 0) {
+        pthread_mutex_destroy(&mh->mu);
+        curl_multi_cleanup(mh->m);
+        free(mh);
+        return ctp_err(err, CT_E_INTERNAL, errno, "cannot start the HTTPS client's thread");
+    }
+    *out = mh;
+    return CT_OK;
+}
+
+ct_err ctp_http_multi_start(ctp_http_multi *mh, const ctp_http_request *req,
+                            ctp_http_done_fn done, void *arg, ct_error *err)
+{
+    mxfer *t;
+    CURL *c = NULL;
+    ct_err rc;
+
+    if (!mh || !req || !done)
+        return ctp_err(err, CT_E_INVALID, 0, "ctp_http_multi_start: NULL argument");
+    if (!(t = ctp_calloc(1, sizeof *t)))
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    pthread_mutex_lock(&mh->mu);
+    if (mh->stop || mh->in_flight >= mh->max_in_flight) {
+        int stopping = mh->stop;
+        pthread_mutex_unlock(&mh->mu);
+        free(t);
+        if (stopping)
+            return ctp_err(err, CT_E_CLOSED, 0, "the HTTPS client is shutting down");
+        return ctp_err(err, CT_E_AGAIN, 0,
+                       "%zu requests to the server are in flight already (the limit): try "
+                       "again shortly",
+                       mh->max_in_flight);
+    }
+    mh->in_flight++; /* reserved */
+    if (mh->nidle)
+        c = mh->idle[--mh->nidle];
+    pthread_mutex_unlock(&mh->mu);
+    if (!c)
+        c = curl_easy_init();
+    if (!c)
+        rc = ctp_err(err, CT_E_INTERNAL, 0, "libcurl could not make a handle");
+    else
+        rc = xfer_setup(mh->h, c, req, &t->resp, 1, &t->x, err);
+    if (rc != CT_OK) {
+        if (c)
+            curl_easy_cleanup(c);
+        ctp_http_response_clear(&t->resp);
+        free(t);
+        pthread_mutex_lock(&mh->mu);
+        mh->in_flight--;
+        pthread_mutex_unlock(&mh->mu);
+        return rc;
+    }
+    t->done = done;
+    t->arg = arg;
+    pthread_mutex_lock(&mh->mu);
+    t->next = mh->incoming;
+    mh->incoming = t;
+    pthread_mutex_unlock(&mh->mu);
+    curl_multi_wakeup(mh->m);
+    return CT_OK;
+}
+
+void ctp_http_multi_free(ctp_http_multi *mh)
+{
+    int i;
+    if (!mh)
+        return;
+    pthread_mutex_lock(&mh->mu);
+    mh->stop = 1;
+    pthread_mutex_unlock(&mh->mu);
+    curl_multi_wakeup(mh->m);
+    pthread_join(mh->th, NULL);
+    for (i = 0; i < mh->nidle; i++)
+        curl_easy_cleanup(mh->idle[i]);
+    curl_multi_cleanup(mh->m);
+    pthread_mutex_destroy(&mh->mu);
+    free(mh);
 }

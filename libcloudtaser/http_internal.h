@@ -146,6 +146,44 @@ void ctp_http_free(ctp_http *h);
 ct_err ctp_http_do(ctp_http *h, const ctp_http_request *req, ctp_http_response *resp,
                    ct_error *err);
 
+/*
+ * The multi driver: one thread runs every transfer started on it through a
+ * libcurl multi handle (connections to the server are reused across
+ * transfers), so many requests wait on the server without a thread each.
+ * Same policy as ctp_http_do (it uses the client's configuration; the
+ * client must outlive the driver).
+ *
+ * done(arg, rc, resp, err) is called exactly once per started transfer, on
+ * the driver's thread: rc CT_OK with the response (borrowed for the call:
+ * it is wiped and freed afterwards; copy what you keep), or an error as for
+ * ctp_http_do with resp NULL and err set; CT_E_CLOSED when the driver is
+ * freed first. A slow callback delays every other transfer.
+ */
+typedef struct ctp_http_multi ctp_http_multi;
+typedef void (*ctp_http_done_fn)(void *arg, ct_err rc, const ctp_http_response *resp,
+                                 const ct_error *err);
+
+/* max_in_flight (>= 1) bounds the transfers started and not yet finished
+ * (a slot is free again when the transfer's callback is called). */
+ct_err ctp_http_multi_new(ctp_http *h, size_t max_in_flight, ctp_http_multi **out,
+                          ct_error *err);
+
+/*
+ * Starts a transfer; thread-safe. Everything in req (URL, headers, body) is
+ * copied before it returns (header lines and the body into memory that is
+ * wiped after the transfer). On an error return done is never called:
+ * CT_E_AGAIN (max_in_flight reached), CT_E_CLOSED (being freed), request
+ * validation errors as for ctp_http_do, CT_E_NOMEM.
+ */
+ct_err ctp_http_multi_start(ctp_http_multi *m, const ctp_http_request *req,
+                            ctp_http_done_fn done, void *arg, ct_error *err);
+
+/*
+ * Stops the driver: transfers still in flight are abandoned and called back
+ * with CT_E_CLOSED before it returns. Not from a done callback. NULL: no-op.
+ */
+void ctp_http_multi_free(ctp_http_multi *m);
+
 /* Wipes and frees the body and resets the response. Safe to call twice. */
 void ctp_http_response_clear(ctp_http_response *resp);
 

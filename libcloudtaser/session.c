@@ -14,7 +14,12 @@
  *    polled: the thread sleeps on the eventfd for at most FDLESS_WAIT_MS,
  *    so received bytes wait at most that long.
  *  - `handler_threads` threads take the peer's requests from a FIFO and run
- *    the handler.
+ *    the handler. A handler may defer its request (ct_session_defer): the
+ *    work item then stays in the core's table, counted as outstanding,
+ *    until ct_session_reply_send answers it from any thread; whichever of
+ *    the handler thread and the reply comes last frees the item. After
+ *    ct_session_free the struct lives on (without its connection and
+ *    threads) until the last deferred reply has been sent.
  *  - Callers of ct_session_request encode their REQ into the send queue and
  *    wait on their own condition variable for the answer.
  * One mutex guards the state shared by them (queues, the protocol core,
@@ -173,8 +178,16 @@ typedef struct work {
     uint8_t *payload;
     size_t len;
     bool cancelled;
-    bool queued; /* still in the FIFO (not taken by a handler thread) */
+    bool queued;     /* still in the FIFO (not taken by a handler thread) */
+    bool in_handler; /* a handler thread runs the handler for it */
+    bool deferred;   /* ct_session_defer: a ct_session_reply answers it */
+    bool replied;    /* ... and has (the handler thread frees w if still in it) */
 } work;
+
+struct ct_session_reply {
+    ct_session *s;
+    work *w;
+};
 
 struct ct_session {
     ct_ctx *ctx;
@@ -212,6 +225,8 @@ struct ct_session {
     bool io_started;
     uint32_t handlers_started;
     uint32_t handlers_idle;  /* handler threads waiting for work */
+    size_t replies;          /* deferred-reply handles not yet sent (under mu) */
+    bool freed;              /* ct_session_free ran; the last handle frees s (under mu) */
 
     /* ---- I/O thread only ---- */
     ct_conn *conn;
@@ -486,7 +501,7 @@ static const ctp_sess_cb core_cb = {
 /* Handler threads                                                      */
 
 /* Queues the answer to w (under mu; may wait for queue space). */
-static void answer(ct_session *s, work *w, ct_err rc, uint8_t *resp, size_t resp_len,
+static void answer(ct_session *s, work *w, ct_err rc, const uint8_t *resp, size_t resp_len,
                    const ct_error *herr)
 {
     uint8_t hdr[CT_SESSION_HEADER_LEN], epl[4 + sizeof herr->message];
@@ -545,6 +560,7 @@ static void *handler_main(void *arg)
         if (!s->work_head)
             s->work_tail = NULL;
         w->queued = false;
+        w->in_handler = true;
         if (w->cancelled || s->ending) {
             work_done(s, w);
             wake_io(s); /* a close may be waiting for this */
@@ -565,8 +581,13 @@ static void *handler_main(void *arg)
             resp_len = 0;
 
         pthread_mutex_lock(&s->mu);
-        answer(s, w, rc, resp, resp_len, &herr);
-        work_done(s, w);
+        w->in_handler = false;
+        if (!w->deferred) {
+            answer(s, w, rc, resp, resp_len, &herr);
+            work_done(s, w);
+        } else if (w->replied) {
+            work_done(s, w); /* answered before the handler even returned */
+        } /* else: the reply handle finishes w */
         wake_io(s);
         if (resp) {
             ct_secure_wipe(resp, resp_len);
@@ -1298,5 +1319,99 @@ void ct_session_free(ct_session *s)
     pthread_mutex_unlock(&s->mu);
     for (uint32_t i = 0; i < s->handlers_started; i++)
         pthread_join(s->handlers[i], NULL);
+    pthread_mutex_lock(&s->mu);
+    s->freed = true;
+    if (s->replies) {
+        /* Deferred answers are still out: the last ct_session_reply_send
+         * frees the rest. The connection goes now (its thread is gone). */
+        ct_conn_free(s->conn);
+        s->conn = NULL;
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    pthread_mutex_unlock(&s->mu);
     session_destroy(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Deferred answers                                                     */
+
+ct_err ct_session_defer(ct_session *s, uint32_t stream, ct_session_reply **out, ct_error *err)
+{
+    ct_session_reply *r;
+    work *w;
+
+    if (out)
+        *out = NULL;
+    if (!s || !out)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_session_defer: NULL argument");
+    if (!(r = malloc(sizeof *r)))
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    pthread_mutex_lock(&s->mu);
+    w = ctp_idmap_get(&s->core.in, stream);
+    if (!w || !w->in_handler || w->deferred) {
+        pthread_mutex_unlock(&s->mu);
+        free(r);
+        return ctp_err(err, CT_E_INVALID, 0,
+                       "ct_session_defer: stream %lu is not a request whose handler is running "
+                       "(or it was deferred already)",
+                       (unsigned long)stream);
+    }
+    if (w->cancelled || s->ending) {
+        pthread_mutex_unlock(&s->mu);
+        free(r);
+        return ctp_err(err, CT_E_CLOSED, 0,
+                       "the requester gave up or the session is ending: nothing to answer");
+    }
+    w->deferred = true;
+    s->replies++;
+    pthread_mutex_unlock(&s->mu);
+    r->s = s;
+    r->w = w;
+    *out = r;
+    return CT_OK;
+}
+
+int ct_session_reply_cancelled(ct_session_reply *r)
+{
+    int c;
+    if (!r)
+        return 1;
+    pthread_mutex_lock(&r->s->mu);
+    c = r->w->cancelled || r->s->ending;
+    pthread_mutex_unlock(&r->s->mu);
+    return c;
+}
+
+void ct_session_reply_send(ct_session_reply *r, ct_err code, const uint8_t *resp,
+                           size_t resp_len, const char *message)
+{
+    ct_session *s;
+    work *w;
+    ct_error herr;
+    bool last;
+
+    if (!r)
+        return;
+    s = r->s;
+    w = r->w;
+    free(r);
+    ct_error_clear(&herr);
+    if (code != CT_OK)
+        snprintf(herr.message, sizeof herr.message, "%s", message ? message : "");
+    if (code != CT_OK || !resp)
+        resp_len = 0;
+    pthread_mutex_lock(&s->mu);
+    if (!s->freed)
+        answer(s, w, code, resp, resp_len, &herr); /* drops if cancelled */
+    w->replied = true;
+    if (!w->in_handler)
+        work_done(s, w);
+    if (!s->freed)
+        wake_io(s);
+    s->replies--;
+    last = s->freed && s->replies == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (last)
+        session_destroy(s);
 }

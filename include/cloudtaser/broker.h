@@ -37,7 +37,11 @@
  * one thread per connection); its functions are called from one thread
  * except ct_broker_port and ct_broker_ca_pem. A ct_vault_proxy is
  * read-only after ct_vault_proxy_new: its handlers run on many session
- * handler threads at once.
+ * handler threads at once. "vault.http" called from a session handler
+ * (s != NULL) answers asynchronously: it defers the request
+ * (ct_session_defer) and one thread of the proxy drives every pending Vault
+ * call (libcurl multi), answering each when Vault has, so a slow Vault does
+ * not hold the session's handler threads.
  */
 #ifndef CLOUDTASER_BROKER_H
 #define CLOUDTASER_BROKER_H
@@ -167,7 +171,11 @@ CT_API ct_err ct_vault_proxy_new(ct_ctx *ctx, const ct_vault_proxy_options *opts
  * {"status":N,"body":"...","headers":{...}} for every HTTP answer from
  * Vault (including 4xx/5xx). Errors: CT_E_INVALID (malformed request),
  * CT_E_AUTH (method+path outside the allowlist), the HTTPS client's
- * transport errors (Vault unreachable, ...).
+ * transport errors (Vault unreachable, ...), CT_E_AGAIN (1024 calls already
+ * waiting on Vault), CT_E_CLOSED (the proxy was freed with the call in
+ * flight). With a session (s != NULL) the answer or error reaches the
+ * requester through the session, later; with s NULL the call blocks and
+ * answers through *resp as usual.
  */
 CT_API ct_err ct_vault_proxy_http(void *proxy, const char *fingerprint, ct_session *s,
                                   uint32_t stream, const uint8_t *req, size_t req_len,
@@ -182,7 +190,10 @@ CT_API ct_err ct_vault_proxy_http(void *proxy, const char *fingerprint, ct_sessi
 CT_API ct_err ct_vault_proxy_cert(void *proxy, const char *fingerprint, ct_session *s,
                                   uint32_t stream, const uint8_t *req, size_t req_len,
                                   uint8_t **resp, size_t *resp_len, ct_error *err);
-/* NULL is a no-op. Not while a handler runs. */
+/*
+ * NULL is a no-op. Not while a handler runs. Calls still waiting on Vault
+ * are answered with CT_E_CLOSED before it returns.
+ */
 CT_API void ct_vault_proxy_free(ct_vault_proxy *p);
 
 /*

@@ -58,7 +58,8 @@ typedef struct ct_session ct_session;
  * returning an error code with err->message set: the requester's
  * ct_session_request then fails with that code and message. The handler
  * must not block for longer than the requester's timeout (requests whose
- * requester gave up are cancelled: ct_session_cancelled tells).
+ * requester gave up are cancelled: ct_session_cancelled tells), and may
+ * hand a slow request back with ct_session_defer (below) instead.
  * `stream` identifies the request for ct_session_cancelled.
  */
 typedef ct_err (*ct_session_handler)(void *arg, ct_session *s, uint32_t stream,
@@ -150,6 +151,48 @@ typedef struct ct_session_stats {
     int64_t last_rtt_us;                  /* last ping round trip, -1 if none */
 } ct_session_stats;
 CT_API void ct_session_get_stats(const ct_session *s, ct_session_stats *out);
+
+/*
+ * Deferred answers: a handler that must wait for something slow (a call to
+ * Vault, say) can give its request back to the session instead of holding a
+ * handler thread for it. Inside the handler, ct_session_defer(s, stream)
+ * takes the request over and returns a reply handle; the handler then
+ * returns (what it returns, and any *resp, are discarded: the answer now
+ * comes from the handle). Later, from any thread, ct_session_reply_send
+ * answers exactly once and releases the handle.
+ *
+ * Until the handle is released the request counts as outstanding: a clean
+ * ct_session_close waits for it (up to its deadline) like any other. If the
+ * requester gives up, the session ends or it is freed first, the answer is
+ * dropped quietly; the handle stays valid until ct_session_reply_send, even
+ * after ct_session_free (the session's memory is released with the last
+ * handle). A handle that is never sent leaks that memory.
+ */
+typedef struct ct_session_reply ct_session_reply;
+
+/*
+ * Only from inside the handler, for the request `stream` it is serving,
+ * once. *out: the handle, owned by the caller until ct_session_reply_send.
+ * Errors: CT_E_INVALID (NULL, not the stream of a running handler, or
+ * already deferred); CT_E_CLOSED (the session is ending or the requester
+ * gave up: answer nothing, just return).
+ */
+CT_API ct_err ct_session_defer(ct_session *s, uint32_t stream, ct_session_reply **out,
+                               ct_error *err);
+
+/*
+ * Answers a deferred request and releases the handle (NULL is a no-op).
+ * code CT_OK: resp[0..resp_len) is the answer (copied; NULL with 0 is an
+ * empty answer); an answer larger than max_frame becomes a CT_E_TOOBIG
+ * error. Any other code: the requester's call fails with it and `message`
+ * (NULL: the code's description). May wait while the session's send queue
+ * is full, as a handler's answer does. Thread-safe; never from on_close.
+ */
+CT_API void ct_session_reply_send(ct_session_reply *r, ct_err code, const uint8_t *resp,
+                                  size_t resp_len, const char *message);
+
+/* 1 if the answer would be dropped now (requester gave up, session ending). */
+CT_API int ct_session_reply_cancelled(ct_session_reply *r);
 
 /*
  * Aborts the session if still up (outstanding requests fail with

@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FP "0ad50c05-1153-4508-9237-4cb2912e2c23"
@@ -285,6 +286,118 @@ START_TEST(proxy_token_passthrough)
                      "pod2-token");
     json_decref(b);
     free(a);
+    world_stop(&w);
+}
+END_TEST
+
+/*
+ * The proxy behind a real session (pipe), as in the bridge: vault.http is
+ * answered asynchronously, so 16 slow Vault calls (300 ms each) run at once
+ * with only 2 session handler threads; a refusal still comes back as the
+ * requester's error; a call in flight when the proxy is freed fails with
+ * CT_E_CLOSED instead of hanging.
+ */
+typedef struct sjob {
+    ct_session *s;
+    const char *req;
+    ct_err rc;
+    char answer[512];
+    char msg[256];
+    pthread_t th;
+} sjob;
+
+static ct_err route_handler(void *arg, ct_session *s, uint32_t stream, const uint8_t *req,
+                            size_t n, uint8_t **resp, size_t *resp_len, ct_error *err)
+{
+    return ct_router_handle(arg, FP, s, stream, req, n, resp, resp_len, err);
+}
+
+static void *sjob_main(void *arg)
+{
+    sjob *j = arg;
+    uint8_t *resp = NULL;
+    size_t n = 0;
+    ct_error err;
+    j->rc = ct_session_request(j->s, j->req, strlen(j->req), 20000, &resp, &n, &err);
+    if (j->rc == CT_OK)
+        snprintf(j->answer, sizeof j->answer, "%.*s", (int)(n < 511 ? n : 511),
+                 (const char *)resp);
+    else
+        snprintf(j->msg, sizeof j->msg, "%s", err.message);
+    ct_free(resp);
+    return NULL;
+}
+
+START_TEST(proxy_async_over_session)
+{
+    enum { N = 16 };
+    static const char rd[] = "{\"op\":\"vault.http\",\"method\":\"GET\",\"path\":"
+                             "\"secret/data/app1/db\",\"token\":\"pod1-token\"}";
+    world w;
+    ct_conn *ca = NULL, *cb = NULL;
+    ct_session *sa = NULL, *sb = NULL;
+    ct_session_options oa = CT_SESSION_OPTIONS_INIT, ob = CT_SESSION_OPTIONS_INIT;
+    sjob j[N + 2];
+    struct timespec t0, t1;
+    long took;
+    ct_error err;
+    int i, vg = ct_test_under_valgrind(), n = vg ? 4 : N; /* valgrind: slow TLS connects */
+
+    world_start(&w, NULL, 0);
+    ck_ok(ct_pipe_pair(w.ctx, 0, &ca, &cb, &err), &err);
+    oa.initiator = 0; /* a: the operator side asks */
+    ob.initiator = 1;
+    ob.handler = route_handler;
+    ob.handler_arg = w.router;
+    ob.handler_threads = 2;
+    ck_ok(ct_session_open(w.ctx, ca, &oa, &sa, &err), &err);
+    ck_ok(ct_session_open(w.ctx, cb, &ob, &sb, &err), &err);
+
+    fake_vault_fault(w.fv, FV_FAULT_SLOW, n, 300, "GET", "app1/db", NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (i = 0; i < n; i++) {
+        memset(&j[i], 0, sizeof j[i]);
+        j[i].s = sa;
+        j[i].req = rd;
+        ck_assert_int_eq(pthread_create(&j[i].th, NULL, sjob_main, &j[i]), 0);
+    }
+    for (i = 0; i < n; i++) /* all joined before any assertion can leave */
+        pthread_join(j[i].th, NULL);
+    for (i = 0; i < n; i++) {
+        ck_assert_msg(j[i].rc == CT_OK, "%d: %s %s", i, ct_err_name(j[i].rc), j[i].msg);
+        ck_assert_msg(strstr(j[i].answer, "\"status\":200") &&
+                          strstr(j[i].answer, "p1-secret"),
+                      "%s", j[i].answer);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    took = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    /* two blocking handler threads would need N / 2 * 300 ms = 2.4 s */
+    if (!vg) /* valgrind's serialised threads make timing meaningless */
+        ck_assert_msg(took < 1500, "%d slow reads took %ld ms", n, took);
+
+    /* a refusal is still the requester's error */
+    j[N].s = sa;
+    j[N].req = "{\"op\":\"vault.http\",\"method\":\"GET\",\"path\":\"sys/raw/x\","
+               "\"token\":\"pod1-token\"}";
+    sjob_main(&j[N]);
+    ck_assert_int_eq(j[N].rc, CT_E_AUTH);
+
+    /* the proxy goes away with a call in flight: CT_E_CLOSED, no hang */
+    fake_vault_fault(w.fv, FV_FAULT_SLOW, 1, 5000, "GET", "app1/db", NULL);
+    memset(&j[N + 1], 0, sizeof j[N + 1]);
+    j[N + 1].s = sa;
+    j[N + 1].req = rd;
+    ck_assert_int_eq(pthread_create(&j[N + 1].th, NULL, sjob_main, &j[N + 1]), 0);
+    usleep(300000);
+    ct_vault_proxy_free(w.px);
+    w.px = NULL;
+    pthread_join(j[N + 1].th, NULL);
+    ck_assert_msg(j[N + 1].rc == CT_E_CLOSED, "%s: %s", ct_err_name(j[N + 1].rc),
+                  j[N + 1].msg);
+    ck_ok(ct_session_close(sa, 5000, &err), &err);
+    ct_session_free(sa);
+    ct_session_free(sb);
+    fake_vault_clear_fault(w.fv);
     world_stop(&w);
 }
 END_TEST
@@ -761,6 +874,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, broker_options);
     tcase_add_test(tc, proxy_token_passthrough);
     tcase_add_test(tc, proxy_refusals);
+    tcase_add_test(tc, proxy_async_over_session);
     tcase_add_test(tc, proxy_cert);
     tcase_add_test(tc, broker_pods);
     tcase_add_test(tc, broker_refusals);

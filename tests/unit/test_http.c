@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "fake_vault.h"
 #include "http_internal.h"
@@ -364,6 +366,182 @@ START_TEST(shared_by_threads)
 }
 END_TEST
 
+/* ---- the multi driver ---- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+typedef struct mdone {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    ct_err rc[32];
+    long status[32];
+    char body[32][160];
+    char msg[32][256];
+} mdone;
+
+typedef struct mslot {
+    mdone *d;
+    int i;
+} mslot;
+
+static void on_done(void *arg, ct_err rc, const ctp_http_response *resp, const ct_error *err)
+{
+    mslot *s = arg;
+    mdone *d = s->d;
+    pthread_mutex_lock(&d->mu);
+    d->rc[s->i] = rc;
+    ck_assert_msg((rc == CT_OK) == (resp != NULL), "resp must come with CT_OK only");
+    if (resp) {
+        d->status[s->i] = resp->status;
+        snprintf(d->body[s->i], sizeof d->body[0], "%s", (const char *)resp->body);
+    } else {
+        snprintf(d->msg[s->i], sizeof d->msg[0], "%s", err->message);
+    }
+    d->calls++;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void wait_done(mdone *d, int n)
+{
+    int64_t until = mono_ms() + 20000;
+    pthread_mutex_lock(&d->mu);
+    while (d->calls < n && mono_ms() < until) {
+        pthread_mutex_unlock(&d->mu);
+        usleep(2000);
+        pthread_mutex_lock(&d->mu);
+    }
+    pthread_mutex_unlock(&d->mu);
+    ck_assert_int_eq(d->calls, n);
+}
+
+static ct_err mstart(ctp_http_multi *m, fake_vault *fv, const char *method, const char *path,
+                     const char *body, int timeout_ms, mslot *slot, ct_error *err)
+{
+    char tok[64], url[512], *b = body ? strdup(body) : NULL;
+    ctp_http_header hd[2];
+    ctp_http_request rq;
+    ct_err rc;
+    snprintf(tok, sizeof tok, "%s", TOKEN);
+    hd[0] = (ctp_http_header){"X-Vault-Token", tok, strlen(tok)};
+    hd[1] = (ctp_http_header){"Content-Type", "application/json", 16};
+    memset(&rq, 0, sizeof rq);
+    snprintf(url, sizeof url, "%s%s", path[0] == '/' ? fake_vault_addr(fv) : "", path);
+    rq.method = method;
+    rq.url = url;
+    rq.headers = hd;
+    rq.nheaders = body ? 2 : 1;
+    rq.body = (const uint8_t *)b;
+    rq.body_len = b ? strlen(b) : 0;
+    rq.timeout_ms = timeout_ms;
+    rc = ctp_http_multi_start(m, &rq, on_done, slot, err);
+    /* everything was copied: scribble over the caller's memory at once */
+    memset(tok, 'x', sizeof tok);
+    memset(url, 0, sizeof url);
+    if (b) {
+        memset(b, '?', strlen(b));
+        free(b);
+    }
+    return rc;
+}
+
+/*
+ * Many slow requests wait on the server at once from one driver thread
+ * (16 x 300 ms finish in well under 16 x 300 ms); the in-flight bound;
+ * request bodies and headers are copied at start; per-request timeout,
+ * size limit and validation errors; freeing the driver calls back what is
+ * still in flight with CT_E_CLOSED.
+ */
+START_TEST(multi_driver)
+{
+    enum { N = 16 };
+    fake_vault *fv = start(NULL);
+    ctp_http_config c = {0};
+    ctp_http_multi *m = NULL;
+    mdone d;
+    mslot slots[32];
+    ct_error err;
+    ctp_http *h;
+    int64_t t0, took;
+    int i;
+
+    memset(&d, 0, sizeof d);
+    pthread_mutex_init(&d.mu, NULL);
+    pthread_cond_init(&d.cv, NULL);
+    for (i = 0; i < 32; i++)
+        slots[i] = (mslot){&d, i};
+    c.ca_file = g_ca;
+    c.max_response = 4096;
+    h = client(&c);
+    ck_assert_int_eq(ctp_http_multi_new(h, 0, &m, NULL), CT_E_INVALID);
+    ck_ok(ctp_http_multi_new(h, N, &m, &err), &err);
+
+    /* a write whose body the caller destroys right after start */
+    ck_ok(mstart(m, fv, "POST", "/v1/cloudtaser/data/m", "{\"data\":{\"k\":\"v1\"}}", 0,
+                 &slots[0], &err), &err);
+    wait_done(&d, 1);
+    ck_assert_int_eq(d.rc[0], CT_OK);
+    ck_assert_int_eq(d.status[0], 200);
+
+    /* N slow reads at once */
+    fake_vault_fault(fv, FV_FAULT_SLOW, N, 300, "GET", "data/m", NULL);
+    t0 = mono_ms();
+    for (i = 1; i <= N; i++)
+        ck_ok(mstart(m, fv, "GET", "/v1/cloudtaser/data/m", NULL, 0, &slots[i], &err), &err);
+    /* the bound: N in flight already */
+    ck_assert_int_eq(mstart(m, fv, "GET", "/v1/cloudtaser/data/m", NULL, 0, &slots[N + 1], &err),
+                     CT_E_AGAIN);
+    wait_done(&d, N + 1);
+    took = mono_ms() - t0;
+    for (i = 1; i <= N; i++) {
+        ck_assert_msg(d.rc[i] == CT_OK, "%d: %s %s", i, ct_err_name(d.rc[i]), d.msg[i]);
+        ck_assert_int_eq(d.status[i], 200);
+        ck_assert_msg(strstr(d.body[i], "\"k\":\"v1\"") != NULL, "%s", d.body[i]);
+    }
+    if (!ct_test_under_valgrind()) /* it serialises threads: timing means nothing */
+        ck_assert_msg(took < N * 300 / 3, "%d slow reads took %lld ms: not concurrent", N,
+                      (long long)took);
+
+    /* errors: validation (never called back), timeout, size limit */
+    ck_assert_int_eq(mstart(m, fv, "GET", "http://127.0.0.1:1/v1/x", NULL, 0, &slots[20], &err),
+                     CT_E_INVALID);
+    ck_assert_int_eq(mstart(m, fv, "bad method", "/v1/x", NULL, 0, &slots[20], &err),
+                     CT_E_INVALID);
+    fake_vault_fault(fv, FV_FAULT_SLOW, 1, 3000, "GET", "data/slow", NULL);
+    ck_ok(mstart(m, fv, "GET", "/v1/cloudtaser/data/slow", NULL, 200, &slots[20], &err), &err);
+    wait_done(&d, N + 2);
+    ck_assert_int_eq(d.rc[20], CT_E_TIMEOUT);
+    fake_vault_fault(fv, FV_FAULT_BIG, 1, 100000, NULL, NULL, NULL);
+    ck_ok(mstart(m, fv, "GET", "/v1/cloudtaser/data/m", NULL, 0, &slots[21], &err), &err);
+    wait_done(&d, N + 3);
+    ck_assert_int_eq(d.rc[21], CT_E_TOOBIG);
+
+    /* free with two transfers in flight */
+    fake_vault_fault(fv, FV_FAULT_SLOW, 2, 5000, "GET", "data/m", NULL);
+    ck_ok(mstart(m, fv, "GET", "/v1/cloudtaser/data/m", NULL, 0, &slots[22], &err), &err);
+    ck_ok(mstart(m, fv, "GET", "/v1/cloudtaser/data/m", NULL, 0, &slots[23], &err), &err);
+    usleep(100000);
+    t0 = mono_ms();
+    ctp_http_multi_free(m);
+    ck_assert_int_eq(d.calls, N + 5);
+    ck_assert_int_eq(d.rc[22], CT_E_CLOSED);
+    ck_assert_int_eq(d.rc[23], CT_E_CLOSED);
+    ck_assert_int_lt(mono_ms() - t0, 3000);
+    ctp_http_multi_free(NULL);
+    fake_vault_clear_fault(fv);
+    ctp_http_free(h);
+    fake_vault_stop(fv);
+    pthread_mutex_destroy(&d.mu);
+    pthread_cond_destroy(&d.cv);
+}
+END_TEST
+
 START_TEST(path_escape)
 {
     char out[64];
@@ -386,6 +564,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, answers);
     tcase_add_test(tc, shared_by_threads);
     tcase_add_test(tc, path_escape);
+    tcase_add_test(tc, multi_driver);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -81,12 +81,19 @@ static int closelog_calls(closelog *l, ct_err *reason, char *msg, size_t cap)
 /*   Z    empty answer                                                     */
 /*   N    ask the peer "Enested" from inside the handler, answer with that */
 /*   C    ct_session_close from inside the handler, then answer           */
+/*   D    defer: park the reply handle in hstate for the test to answer   */
+/*   d    defer and answer through the handle before returning            */
+
+#define MAX_PARKED 16
 
 typedef struct hstate {
     atomic_int calls, running, cancelled_seen;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int gate_open;
+    ct_session_reply *parked[MAX_PARKED]; /* 'D' requests' handles (under mu) */
+    char parked_req[MAX_PARKED][32];
+    int nparked;
 } hstate;
 
 static void hstate_init(hstate *h)
@@ -97,6 +104,7 @@ static void hstate_init(hstate *h)
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     h->gate_open = 0;
+    h->nparked = 0;
 }
 
 static void hstate_destroy(hstate *h)
@@ -193,6 +201,34 @@ static ct_err test_handler(void *arg, ct_session *s, uint32_t stream, const uint
         if (rc != CT_OK)
             return rc;
         break;
+    }
+    case 'D':
+    case 'd': {
+        ct_session_reply *r = NULL;
+        ct_err rc = ct_session_defer(s, stream, &r, err);
+        ct_session_reply *again = NULL;
+        if (rc != CT_OK)
+            return rc;
+        /* a second defer of the same request is refused */
+        ck_assert_int_eq(ct_session_defer(s, stream, &again, NULL), CT_E_INVALID);
+        ck_assert_ptr_null(again);
+        if (cmd == 'd') {
+            uint8_t *t = transform(req, n);
+            ct_session_reply_send(r, CT_OK, t, n, NULL);
+            free(t);
+        } else {
+            pthread_mutex_lock(&h->mu);
+            ck_assert_int_lt(h->nparked, MAX_PARKED);
+            snprintf(h->parked_req[h->nparked], sizeof h->parked_req[0], "%.*s",
+                     (int)(n < 31 ? n : 31), (const char *)req);
+            h->parked[h->nparked++] = r;
+            pthread_mutex_unlock(&h->mu);
+        }
+        /* whatever the handler returns now is discarded */
+        *resp = malloc(3);
+        memcpy(*resp, "bad", 3);
+        *resp_len = 3;
+        return CT_E_INTERNAL;
     }
     default:
         break;
@@ -899,6 +935,122 @@ START_TEST(free_without_close)
 }
 END_TEST
 
+/* Waits (bounded) until n deferred handles are parked in h. */
+static void wait_parked(hstate *h, int n)
+{
+    int64_t t0 = now_ms();
+    int k = 0;
+    for (;;) {
+        pthread_mutex_lock(&h->mu);
+        k = h->nparked;
+        pthread_mutex_unlock(&h->mu);
+        if (k >= n || now_ms() - t0 >= WAIT_MS)
+            break;
+        sleep_ms(2);
+    }
+    ck_assert_int_eq(k, n);
+}
+
+/*
+ * Deferred answers: more requests parked than there are handler threads
+ * while other requests are still served; answers and errors sent later
+ * from the test thread reach the right requesters; a reply sent from inside
+ * the handler; defer outside a handler is refused.
+ */
+START_TEST(deferred_answers)
+{
+    enum { N = 10 };
+    static const char *reqs[N] = {"D0", "D1", "D2", "D3", "D4",
+                                  "D5", "D6", "D7", "D8", "D9"};
+    spair p;
+    req_job j[N];
+    ct_session_reply *r = NULL;
+    ct_error err;
+    int i;
+
+    spair_init(&p, _i == 0 ? F_PIPE : F_TLS_TCP);
+    p.ob.handler_threads = 2;
+    spair_start(&p);
+    for (i = 0; i < N; i++)
+        start_job(&j[i], p.a, reqs[i]);
+    wait_parked(&p.hb, N);
+    /* two handler threads, ten parked requests: they are free again */
+    echo_ok(p.a, "Estill served", 13);
+    echo_ok(p.a, "dimmediate", 10);
+    ck_assert_int_eq(ct_session_defer(p.b, 999, &r, &err), CT_E_INVALID);
+    ck_assert_ptr_null(r);
+    ck_assert_int_eq(ct_session_defer(NULL, 1, &r, NULL), CT_E_INVALID);
+    ct_session_reply_send(NULL, CT_OK, NULL, 0, NULL); /* no-op */
+    /* answer in reverse order; D3 gets an error */
+    for (i = N - 1; i >= 0; i--) {
+        const char *q = p.hb.parked_req[i];
+        ck_assert_int_eq(ct_session_reply_cancelled(p.hb.parked[i]), 0);
+        if (strcmp(q, "D3") == 0) {
+            ct_session_reply_send(p.hb.parked[i], CT_E_DENIED, NULL, 0, "no D3 for you");
+        } else {
+            char a[40];
+            int n = snprintf(a, sizeof a, "answer to %s", q);
+            ct_session_reply_send(p.hb.parked[i], CT_OK, (const uint8_t *)a, (size_t)n, NULL);
+        }
+        p.hb.parked[i] = NULL;
+    }
+    for (i = 0; i < N; i++) {
+        char want[40];
+        pthread_join(j[i].th, NULL);
+        if (i == 3) {
+            ck_assert_int_eq(j[i].rc, CT_E_DENIED);
+            ck_assert_str_eq(j[i].msg, "no D3 for you");
+            continue;
+        }
+        ck_assert_msg(j[i].rc == CT_OK, "%s: %s (%s)", reqs[i], ct_err_name(j[i].rc), j[i].msg);
+        snprintf(want, sizeof want, "answer to %s", reqs[i]);
+        ck_assert_str_eq(j[i].answer, want);
+    }
+    spair_close_clean(&p);
+    spair_free(&p);
+}
+END_TEST
+
+/*
+ * A deferred request whose requester gave up is reported cancelled and its
+ * answer dropped; a clean close waits for a deferred request; a handle that
+ * outlives ct_session_free is still safe to send (and frees the session).
+ */
+START_TEST(deferred_cancel_and_free)
+{
+    spair p;
+    req_job j, k;
+    ct_session_reply *h;
+    int64_t t0;
+
+    spair_init(&p, F_PIPE);
+    spair_start(&p);
+    /* requester gives up after 100 ms */
+    start_job_t(&j, p.a, "Dgive-up", 100);
+    wait_parked(&p.hb, 1);
+    pthread_join(j.th, NULL);
+    ck_assert_int_eq(j.rc, CT_E_TIMEOUT);
+    t0 = now_ms();
+    while (!ct_session_reply_cancelled(p.hb.parked[0]) && now_ms() - t0 < WAIT_MS)
+        sleep_ms(2);
+    ck_assert_int_eq(ct_session_reply_cancelled(p.hb.parked[0]), 1);
+    ct_session_reply_send(p.hb.parked[0], CT_OK, (const uint8_t *)"late", 4, NULL);
+    echo_ok(p.a, "Eafter", 6); /* the late answer did not disturb the session */
+
+    /* outstanding deferred request, then the serving side is freed */
+    start_job(&k, p.a, "Dorphan");
+    wait_parked(&p.hb, 2);
+    h = p.hb.parked[1];
+    ct_session_free(p.b);
+    p.b = NULL;
+    pthread_join(k.th, NULL);
+    ck_assert_msg(k.rc == CT_E_CLOSED || k.rc == CT_E_RESET, "%s", ct_err_name(k.rc));
+    ck_assert_int_eq(ct_session_reply_cancelled(h), 1);
+    ct_session_reply_send(h, CT_OK, (const uint8_t *)"too late", 8, NULL); /* frees b */
+    spair_free(&p);
+}
+END_TEST
+
 START_TEST(open_arguments)
 {
     ct_ctx *ctx = ct_test_ctx();
@@ -1428,6 +1580,8 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, close_deadline);
     tcase_add_loop_test(tc, peer_abort, 0, 3);
     tcase_add_test(tc, free_without_close);
+    tcase_add_loop_test(tc, deferred_answers, 0, 2);
+    tcase_add_test(tc, deferred_cancel_and_free);
     tcase_add_test(tc, open_arguments);
     suite_add_tcase(s, tc);
 

@@ -401,7 +401,8 @@ int main(int argc, char **argv)
         }
     }
     if (serve_pods) {
-        /* a vault.http handler waits on Vault: more of them serve more pods at once */
+        /* vault.http no longer waits on Vault (it defers to the proxy's driver
+         * thread), but the other ops do block; threads start on demand */
         static ct_session_options so = CT_SESSION_OPTIONS_INIT;
         so.handler_threads = 32;
         bo.session = &so;
