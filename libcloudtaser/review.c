@@ -11,6 +11,7 @@
  */
 #include "bootstrap_internal.h"
 #include "internal.h"
+#include "review_internal.h"
 
 #include "cloudtaser/review.h"
 #include "cloudtaser/jwt.h"
@@ -869,6 +870,7 @@ ct_err ct_review_agent_handle(void *agent, const char *fingerprint, ct_session *
 struct ct_review_jwks_sink {
     ct_ctx *ctx;
     ct_store *store;
+    const ct_vault_options *vault; /* NULL: no Vault JWT auth to keep current */
 };
 
 ct_err ct_review_jwks_sink_new(ct_ctx *ctx, ct_store *store, ct_review_jwks_sink **out,
@@ -883,6 +885,47 @@ ct_err ct_review_jwks_sink_new(ct_ctx *ctx, ct_store *store, ct_review_jwks_sink
     k->store = store;
     *out = k;
     return CT_OK;
+}
+
+ct_err ct_review_jwks_sink_set_vault(ct_review_jwks_sink *k, const ct_vault_options *vault,
+                                     ct_error *err)
+{
+    if (!k || !vault || !vault->address)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_review_jwks_sink_set_vault: no sink or no "
+                       "Vault address");
+    if (vault->version != CT_VAULT_OPTIONS_VERSION)
+        return ctp_err(err, CT_E_VERSION, 0, "ct_vault_options: unknown version %u",
+                       vault->version);
+    k->vault = vault;
+    return CT_OK;
+}
+
+/*
+ * Brings the cluster's Vault JWT auth config up to the pinned set, if it
+ * has one. Returns "" (nothing to do), "updated" or "failed"; never fails
+ * the push.
+ */
+static const char *sync_vault(ct_review_jwks_sink *k, const char *fp)
+{
+    char mount[128];
+    ct_error e;
+    int done = 0;
+
+    if (!k->vault)
+        return "";
+    memset(&e, 0, sizeof e);
+    if (ctp_review_jwt_sync(k->ctx, k->store, k->vault, fp, &done, mount, &e) != CT_OK) {
+        ctp_log(k->ctx, CT_LOG_WARNING, "review.jwks", "%.8s...: Vault JWT auth%s%s was not "
+                "updated with the rotated issuer keys: %s; retried on the next push", fp,
+                mount[0] ? " auth/" : "", mount, e.message);
+        return "failed";
+    }
+    if (done) {
+        ctp_log(k->ctx, CT_LOG_NOTICE, "review.jwks", "%.8s...: Vault auth/%s/config now has "
+                "the rotated issuer keys", fp, mount);
+        return "updated";
+    }
+    return "";
 }
 
 void ct_review_jwks_sink_free(ct_review_jwks_sink *k)
@@ -912,7 +955,7 @@ ct_err ct_review_jwks_handle(void *sink, const char *fingerprint, ct_session *s,
 {
     ct_review_jwks_sink *k = sink;
     char key[CT_STORE_KEY_MAX + 1], *canon = NULL, *text = NULL, *out = NULL;
-    const char *status = "unchanged";
+    const char *status = "unchanged", *vstatus;
     ct_jwks *set = NULL;
     json_t *in, *jw;
     json_error_t je;
@@ -1006,10 +1049,15 @@ ct_err ct_review_jwks_handle(void *sink, const char *fingerprint, ct_session *s,
     free(canon);
     if (rc != CT_OK)
         return rc;
-    out = malloc(64);
+    vstatus = sync_vault(k, fingerprint);
+    out = malloc(96);
     if (!out)
         return ctp_err(err, CT_E_NOMEM, 0, "out of memory");
-    n = (size_t)snprintf(out, 64, "{\"status\":\"%s\",\"keys\":%zu}", status, nkeys);
+    if (*vstatus)
+        n = (size_t)snprintf(out, 96, "{\"status\":\"%s\",\"keys\":%zu,\"vault\":\"%s\"}",
+                             status, nkeys, vstatus);
+    else
+        n = (size_t)snprintf(out, 96, "{\"status\":\"%s\",\"keys\":%zu}", status, nkeys);
     *resp = (uint8_t *)out;
     *resp_len = n;
     return CT_OK;
@@ -1022,6 +1070,7 @@ ct_err ct_review_agent_sync_jwks(ct_review_agent *a, ct_operator *op, int timeou
     ct_jwks *set = NULL;
     uint8_t *resp = NULL;
     size_t len = 0, rlen = 0, n;
+    int vault_failed;
     ct_err rc;
 
     if (pushed)
@@ -1060,8 +1109,15 @@ ct_err ct_review_agent_sync_jwks(ct_review_agent *a, ct_operator *op, int timeou
     ct_free(json);
     rc = ct_operator_request(op, msg, n, timeout_ms, &resp, &rlen, err);
     free(msg);
+    /* the bridge could not update Vault's JWT auth: push the same set next time */
+    vault_failed = rc == CT_OK && resp && memmem(resp, rlen, "\"vault\":\"failed\"", 17);
     ct_free(resp);
-    if (rc == CT_OK) {
+    if (rc == CT_OK && vault_failed) {
+        if (pushed)
+            *pushed = 1;
+        ctp_log(a->ctx, CT_LOG_WARNING, "review.jwks", "issuer keys pushed; the bridge could "
+                "not update Vault's JWT auth yet (see its log): pushing again next time");
+    } else if (rc == CT_OK) {
         pthread_mutex_lock(&a->mu);
         free(a->last_jwks);
         a->last_jwks = canon;
