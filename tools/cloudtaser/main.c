@@ -41,6 +41,8 @@ typedef struct opts {
     /* configure-auth */
     const char *review_url, *auth_mount, *auth_addr, *auth_token_file, *auth_cacert;
     int no_enable, jwt;
+    /* deregister */
+    int keep_data, delete_data;
     store_flags store;
     uint32_t expiry_s;
     int json;
@@ -121,9 +123,19 @@ static void usage_cmd(FILE *f, const char *cmd)
 "\n");
     else if (strcmp(cmd, "deregister") == 0)
         fprintf(f,
-"Usage: " PROG " source deregister --fingerprint UUID [STORE]\n"
+"Usage: " PROG " source deregister --fingerprint UUID [STORE] [--keep-data | --delete-data]\n"
 "\n"
-"Deletes every record of a cluster (keys, certificates, registration).\n"
+"Deletes a cluster's registration (its CA, the bridge's credentials, the\n"
+"registration and bootstrap records), so the cluster is revoked. If Secrets\n"
+"were migrated from the cluster into the store (below clusters/<fp>/, e.g.\n"
+"clusters/<fp>/secrets/<namespace>/<name>), it refuses (exit 1, nothing\n"
+"deleted) and says how many, unless told what to do with them:\n"
+"  --keep-data     revoke the cluster but keep the migrated copies where they\n"
+"                  are; to get the Secrets back later, register the same\n"
+"                  fingerprint again, deploy the operator, and run\n"
+"                  'cloudtaser target migrate restore'\n"
+"  --delete-data   delete the migrated copies too (the count is printed); a\n"
+"                  Secret whose only copy was in the store is then gone\n"
 "\n");
     else if (strcmp(cmd, "status") == 0)
         fprintf(f,
@@ -323,10 +335,20 @@ static int cmd_deregister(ct_ctx *ctx, ct_store *st, const opts *o)
 {
     ct_error err;
     char fp[CT_FINGERPRINT_LEN + 1];
+    ct_deregister_options d = CT_DEREGISTER_OPTIONS_INIT;
+    size_t ndata = 0;
+    d.data = o->keep_data ? CT_DEREGISTER_KEEP_DATA
+                          : o->delete_data ? CT_DEREGISTER_DELETE_DATA : CT_DEREGISTER_REFUSE_DATA;
     if (ct_fingerprint_canonical(o->fingerprint, fp, &err) != CT_OK ||
-        ct_deregister(ctx, st, o->fingerprint, &err) != CT_OK)
+        ct_deregister_ex(ctx, st, o->fingerprint, &d, &ndata, &err) != CT_OK)
         return fail("deregister", &err);
     printf("Deregistered cluster %s\n", fp);
+    if (ndata && o->keep_data)
+        printf("Kept %zu migrated Secret copies under clusters/%s/ in the store; to restore them,\n"
+               "register the cluster again, deploy the operator and run "
+               "'cloudtaser target migrate restore'\n", ndata, fp);
+    else if (ndata)
+        printf("Deleted %zu migrated Secret copies\n", ndata);
     return EXIT_OK;
 }
 
@@ -399,6 +421,8 @@ int main(int argc, char **argv)
         {"auth-vault-cacert", required_argument, NULL, 'C'},
         {"no-enable", no_argument, NULL, 'N'},
         {"jwt", no_argument, NULL, 'J'},
+        {"keep-data", no_argument, NULL, 'K'},
+        {"delete-data", no_argument, NULL, 'D'},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -453,6 +477,8 @@ int main(int argc, char **argv)
         case 'C': o.auth_cacert = optarg; break;
         case 'N': o.no_enable = 1; break;
         case 'J': o.jwt = 1; break;
+        case 'K': o.keep_data = 1; break;
+        case 'D': o.delete_data = 1; break;
         case 'e':
             if (parse_duration(optarg, &o.expiry_s) != 0)
                 return bad_usage("--expiry '%s': expected a duration like 24h, 90m or 3600s",
@@ -490,6 +516,11 @@ int main(int argc, char **argv)
         return bad_usage("source list: --fingerprint is not accepted");
     if (strcmp(cmd, "register") != 0 && o.expiry_s)
         return bad_usage("source %s: --expiry applies to register only", cmd);
+    if ((o.keep_data || o.delete_data) && strcmp(cmd, "deregister") != 0)
+        return bad_usage("source %s: --keep-data and --delete-data apply to deregister only",
+                         cmd);
+    if (o.keep_data && o.delete_data)
+        return bad_usage("source deregister: give --keep-data or --delete-data, not both");
     if ((strcmp(cmd, "register") == 0 || strcmp(cmd, "deregister") == 0) && o.json)
         return bad_usage("source %s: -o applies to status and list only", cmd);
     if (o.fingerprint) {
