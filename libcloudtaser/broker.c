@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define MAX_TOKEN 4096
 #define MAX_NS 512
@@ -45,10 +47,16 @@ struct ct_broker {
     ct_secret *key_pem;   /* NUL-terminated, for MHD */
     char *cert_chain;     /* leaf + CA, PEM */
     char *ca_pem;
-    int64_t not_after;
+    int64_t not_before, not_after;
     struct MHD_Daemon *d;
     pthread_mutex_t mu;
     uint32_t in_flight;
+    /* renewal */
+    uint32_t renew_permille, retry_ms, certs;
+    pthread_t renewer;
+    int renewing;                 /* the thread runs */
+    int stopping;                 /* under mu: tells it to end */
+    pthread_cond_t cv;            /* CLOCK_MONOTONIC */
 };
 
 /* ---- defaults: the operator ---- */
@@ -68,7 +76,17 @@ static int op_up(void *arg)
 
 void ct_broker_stop(ct_broker *b)
 {
-    if (!b || !b->d)
+    if (!b)
+        return;
+    if (b->renewing) {
+        pthread_mutex_lock(&b->mu);
+        b->stopping = 1;
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+        pthread_join(b->renewer, NULL);
+        b->renewing = 0;
+    }
+    if (!b->d)
         return;
     MHD_stop_daemon(b->d);
     b->d = NULL;
@@ -87,6 +105,7 @@ void ct_broker_free(ct_broker *b)
     ct_secret_free(b->key_pem);
     free(b->cert_chain);
     free(b->ca_pem);
+    pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
     free(b);
 }
@@ -110,9 +129,11 @@ ct_err ct_broker_new(ct_ctx *ctx, const ct_broker_options *opts, ct_broker **out
     *out = NULL;
     if (!opts)
         return ctp_err(err, CT_E_INVALID, 0, "ct_broker_new: no options");
-    if (opts->version != CT_BROKER_OPTIONS_VERSION)
+    if (opts->version != 1 && opts->version != CT_BROKER_OPTIONS_VERSION)
         return ctp_err(err, CT_E_VERSION, 0, "ct_broker_options version %u is not supported",
                        (unsigned)opts->version);
+    if (opts->version >= 2 && opts->renew_permille > 999)
+        return ctp_err(err, CT_E_INVALID, 0, "renew_permille must be 1 to 999 (0: default)");
     if (!opts->op && !opts->forward)
         return ctp_err(err, CT_E_INVALID, 0, "ct_broker_new: needs the operator (or forward)");
     if (opts->host && !host_ok(opts->host))
@@ -129,6 +150,16 @@ ct_err ct_broker_new(ct_ctx *ctx, const ct_broker_options *opts, ct_broker **out
     if (!(b = ctp_calloc(1, sizeof *b)))
         return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
     pthread_mutex_init(&b->mu, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&b->cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    b->renew_permille = opts->version >= 2 && opts->renew_permille ? opts->renew_permille
+                                                                     : CT_BROKER_DEFAULT_RENEW_PERMILLE;
+    b->retry_ms = opts->version >= 2 && opts->retry_ms ? opts->retry_ms : CT_BROKER_DEFAULT_RETRY_MS;
     b->ctx = ctx;
     b->op = opts->op;
     b->forward = opts->forward ? opts->forward : op_forward;
@@ -160,19 +191,39 @@ uint16_t ct_broker_port(const ct_broker *b)
 
 int64_t ct_broker_not_after(const ct_broker *b)
 {
-    return b ? b->not_after : 0;
+    int64_t na;
+    if (!b)
+        return 0;
+    pthread_mutex_lock((pthread_mutex_t *)&b->mu);
+    na = b->not_after;
+    pthread_mutex_unlock((pthread_mutex_t *)&b->mu);
+    return na;
+}
+
+uint32_t ct_broker_cert_count(const ct_broker *b)
+{
+    uint32_t n;
+    if (!b)
+        return 0;
+    pthread_mutex_lock((pthread_mutex_t *)&b->mu);
+    n = b->certs;
+    pthread_mutex_unlock((pthread_mutex_t *)&b->mu);
+    return n;
 }
 
 ct_err ct_broker_ca_pem(const ct_broker *b, char **pem, ct_error *err)
 {
+    ct_err rc = CT_OK;
     if (!b || !pem)
         return ctp_err(err, CT_E_INVALID, 0, "ct_broker_ca_pem: NULL argument");
     *pem = NULL;
+    pthread_mutex_lock((pthread_mutex_t *)&b->mu);
     if (!b->ca_pem)
-        return ctp_err(err, CT_E_STATE, 0, "the broker has no certificate yet (not started)");
-    if (!(*pem = ctp_strdup(b->ca_pem)))
-        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
-    return CT_OK;
+        rc = ctp_err(err, CT_E_STATE, 0, "the broker has no certificate yet (not started)");
+    else if (!(*pem = ctp_strdup(b->ca_pem)))
+        rc = ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    pthread_mutex_unlock((pthread_mutex_t *)&b->mu);
+    return rc;
 }
 
 /* ---- answers ---- */
@@ -620,7 +671,20 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- start: certificate through the session, then serve ---- */
 
-static ct_err get_cert(ct_broker *b, int timeout_ms, ct_error *err)
+/* A certificate obtained through the session, not yet in use. */
+typedef struct newcert {
+    char *chain, *ca;
+    int64_t not_before, not_after;
+} newcert;
+
+static void newcert_clear(newcert *n)
+{
+    free(n->chain);
+    free(n->ca);
+    memset(n, 0, sizeof *n);
+}
+
+static ct_err get_cert(ct_broker *b, int timeout_ms, newcert *nc, ct_error *err)
 {
     ct_cert_options co = CT_CERT_OPTIONS_INIT;
     uint8_t *csr = NULL, *resp = NULL, *cert_der = NULL, *ca_der = NULL;
@@ -664,17 +728,19 @@ static ct_err get_cert(ct_broker *b, int timeout_ms, ct_error *err)
         goto out;
     if ((dc = ctp_pki_dc_new(cert_der, cert_len))) {
         if (wc_ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0 &&
-            ctp_pki_dc_dates(dc, &nb, &na) == 0)
-            b->not_after = na;
+            ctp_pki_dc_dates(dc, &nb, &na) == 0) {
+            nc->not_before = nb;
+            nc->not_after = na;
+        }
         ctp_pki_dc_free(dc);
     }
-    free(b->cert_chain);
-    free(b->ca_pem);
-    b->ca_pem = ctp_strdup(ca);
-    if ((b->cert_chain = malloc(strlen(cert) + strlen(ca) + 2)))
-        sprintf(b->cert_chain, "%s%s%s", cert, cert[strlen(cert) - 1] == '\n' ? "" : "\n", ca);
-    if (!b->ca_pem || !b->cert_chain)
+    nc->ca = ctp_strdup(ca);
+    if ((nc->chain = malloc(strlen(cert) + strlen(ca) + 2)))
+        sprintf(nc->chain, "%s%s%s", cert, cert[strlen(cert) - 1] == '\n' ? "" : "\n", ca);
+    if (!nc->ca || !nc->chain) {
+        newcert_clear(nc);
         rc = ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    }
 out:
     json_decref(a);
     json_decref(rq);
@@ -687,20 +753,28 @@ out:
     return rc;
 }
 
-ct_err ct_broker_start(ct_broker *b, int timeout_ms, ct_error *err)
+/* Installs a new certificate (under mu). Takes nc's strings. */
+static void use_cert(ct_broker *b, newcert *nc)
+{
+    pthread_mutex_lock(&b->mu);
+    free(b->cert_chain);
+    free(b->ca_pem);
+    b->cert_chain = nc->chain;
+    b->ca_pem = nc->ca;
+    b->not_before = nc->not_before;
+    b->not_after = nc->not_after;
+    b->certs++;
+    pthread_mutex_unlock(&b->mu);
+    memset(nc, 0, sizeof *nc);
+}
+
+/* A daemon with `chain`, on a new socket (fd < 0) or the given listening socket. */
+static struct MHD_Daemon *start_daemon(ct_broker *b, const char *chain, int fd)
 {
     struct sockaddr_storage ss;
-    const union MHD_DaemonInfo *di;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_TLS | MHD_USE_ERROR_LOG;
-    ct_err rc;
+                     MHD_USE_TLS | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 
-    if (!b)
-        return ctp_err(err, CT_E_INVALID, 0, "ct_broker_start: NULL broker");
-    if (b->d)
-        return ctp_err(err, CT_E_STATE, 0, "the broker is already serving");
-    if ((rc = get_cert(b, timeout_ms, err)) != CT_OK)
-        return rc;
     memset(&ss, 0, sizeof ss);
     if (strchr(b->host, ':')) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
@@ -714,13 +788,151 @@ ct_err ct_broker_start(ct_broker *b, int timeout_ms, ct_error *err)
         s4->sin_port = htons(b->want_port);
         inet_pton(AF_INET, b->host, &s4->sin_addr);
     }
-    b->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, b, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, b, fd >= 0 ? MHD_OPTION_LISTEN_SOCKET
+                                                     : MHD_OPTION_SOCK_ADDR,
+        fd >= 0 ? (void *)(intptr_t)fd : (void *)&ss,
         MHD_OPTION_HTTPS_MEM_KEY, (const char *)ct_secret_data(b->key_pem),
-        MHD_OPTION_HTTPS_MEM_CERT, b->cert_chain, MHD_OPTION_NOTIFY_COMPLETED, on_completed, b,
+        MHD_OPTION_HTTPS_MEM_CERT, chain, MHD_OPTION_NOTIFY_COMPLETED, on_completed, b,
         MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(b->max_in_flight + 64), MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, b, MHD_OPTION_END);
+}
+
+/* Wall-clock ms at which the certificate in use is due for renewal. */
+static int64_t renew_due_ms(ct_broker *b)
+{
+    int64_t nb, na;
+    pthread_mutex_lock(&b->mu);
+    nb = b->not_before;
+    na = b->not_after;
+    pthread_mutex_unlock(&b->mu);
+    if (na <= nb)
+        return INT64_MAX / 2; /* unknown dates: never (the bridge's default is 30 days) */
+    return (nb + (na - nb) * (int64_t)b->renew_permille / 1000) * 1000;
+}
+
+/* Waits up to ms (real time) unless stopping; returns 1 if stopping. */
+static int pause_ms(ct_broker *b, int64_t ms)
+{
+    struct timespec ts;
+    int stop;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&b->mu);
+    while (!b->stopping && pthread_cond_timedwait(&b->cv, &b->mu, &ts) == 0)
+        ;
+    stop = b->stopping;
+    pthread_mutex_unlock(&b->mu);
+    return stop;
+}
+
+/* The new certificate goes live; the old server finishes what it has. */
+static ct_err swap_in(ct_broker *b, newcert *nc, ct_error *err)
+{
+    struct MHD_Daemon *old = b->d, *nd;
+    const union MHD_DaemonInfo *di;
+    char *old_chain;
+    int64_t until;
+    MHD_socket fd = MHD_quiesce_daemon(old);
+
+    if (fd == MHD_INVALID_SOCKET)
+        return ctp_err(err, CT_E_IO, 0, "the broker cannot hand over its listening socket");
+    nd = start_daemon(b, nc->chain, (int)fd);
+    if (!nd) {
+        /* keep serving with the certificate in use; retried later */
+        pthread_mutex_lock(&b->mu);
+        nd = start_daemon(b, b->cert_chain, (int)fd);
+        pthread_mutex_unlock(&b->mu);
+        if (nd)
+            b->d = nd;
+        else
+            close(fd);
+        MHD_stop_daemon(old);
+        return ctp_err(err, CT_E_IO, 0, "the broker's server refused the renewed certificate");
+    }
+    pthread_mutex_lock(&b->mu);
+    b->d = nd;
+    old_chain = b->cert_chain;
+    b->cert_chain = NULL; /* kept for the old server until it stops */
+    pthread_mutex_unlock(&b->mu);
+    use_cert(b, nc);
+    /* requests in progress on the old server finish; then it stops */
+    until = ctp_mono_ms() + b->timeout_ms + 5000;
+    while (ctp_mono_ms() < until) {
+        di = MHD_get_daemon_info(old, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!di || di->num_connections == 0)
+            break;
+        if (pause_ms(b, 50))
+            break;
+    }
+    MHD_stop_daemon(old);
+    free(old_chain);
+    return CT_OK;
+}
+
+static void *renew_main(void *arg)
+{
+    ct_broker *b = arg;
+    uint32_t backoff = 0;
+
+    for (;;) {
+        int64_t wait = renew_due_ms(b) - ct_ctx_wall_ms(b->ctx);
+        newcert nc = {0};
+        ct_error e;
+        ct_err rc;
+
+        if (backoff == 0 && wait > 0) {
+            /* the context's wall clock may jump (tests): look again every second */
+            if (pause_ms(b, wait < 1000 ? wait : 1000))
+                break;
+            continue;
+        }
+        if (backoff && pause_ms(b, backoff))
+            break;
+        memset(&e, 0, sizeof e);
+        rc = get_cert(b, b->timeout_ms, &nc, &e);
+        if (rc == CT_OK)
+            rc = swap_in(b, &nc, &e);
+        newcert_clear(&nc);
+        if (rc == CT_OK) {
+            backoff = 0;
+            ctp_log(b->ctx, CT_LOG_NOTICE, "broker.renewed", "broker certificate renewed "
+                    "(valid until %lld)", (long long)ct_broker_not_after(b));
+        } else {
+            backoff = backoff ? (backoff >= 300000 ? 600000 : backoff * 2) : b->retry_ms;
+            ctp_log(b->ctx, CT_LOG_WARNING, "broker.renew", "renewing the broker certificate "
+                    "failed: %s; retrying in %u s", e.message, (unsigned)(backoff / 1000));
+        }
+        pthread_mutex_lock(&b->mu);
+        rc = b->stopping ? CT_E_CLOSED : CT_OK;
+        pthread_mutex_unlock(&b->mu);
+        if (rc != CT_OK)
+            break;
+    }
+    ct_thread_cleanup();
+    return NULL;
+}
+
+ct_err ct_broker_start(ct_broker *b, int timeout_ms, ct_error *err)
+{
+    const union MHD_DaemonInfo *di;
+    newcert nc = {0};
+    ct_err rc;
+
+    if (!b)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_broker_start: NULL broker");
+    if (b->d)
+        return ctp_err(err, CT_E_STATE, 0, "the broker is already serving");
+    if ((rc = get_cert(b, timeout_ms, &nc, err)) != CT_OK)
+        return rc;
+    use_cert(b, &nc);
+    b->d = start_daemon(b, b->cert_chain, -1);
     if (!b->d)
         return ctp_err(err, CT_E_IO, 0,
                        "the broker cannot listen on %s port %u (in use? or the TLS key and "
@@ -728,6 +940,13 @@ ct_err ct_broker_start(ct_broker *b, int timeout_ms, ct_error *err)
                        b->host, (unsigned)b->want_port);
     di = MHD_get_daemon_info(b->d, MHD_DAEMON_INFO_BIND_PORT);
     b->port = di ? di->port : b->want_port;
+    b->stopping = 0;
+    if (pthread_create(&b->renewer, NULL, renew_main, b) != 0) {
+        MHD_stop_daemon(b->d);
+        b->d = NULL;
+        return ctp_err(err, CT_E_NOMEM, 0, "cannot start the renewal thread");
+    }
+    b->renewing = 1;
     ctp_log(b->ctx, CT_LOG_INFO, "broker.up", "broker serving the Vault API on %s port %u",
             b->host, (unsigned)b->port);
     return CT_OK;

@@ -61,6 +61,16 @@ int ctp_fd_nonblock_cloexec(int fd);
 /* Maps an errno from a socket call to a ct_err. */
 ct_err ctp_errno_to_err(int e);
 
+/*
+ * The usable keys of a JWK set as PEM public keys (SubjectPublicKeyInfo,
+ * "-----BEGIN PUBLIC KEY-----"), in the set's canonical order: what Vault's
+ * JWT auth method takes as jwt_validation_pubkeys (jwt.c). *pems: an array
+ * of *n NUL-terminated strings; free with ctp_pems_free. Errors:
+ * CT_E_INVALID, CT_E_NOMEM.
+ */
+ct_err ctp_jwks_pems(const ct_jwks *jwks, char ***pems, size_t *n, ct_error *err);
+void ctp_pems_free(char **pems, size_t n);
+
 /* Accessors used by wrappers (tls_conn.c) over any conn. */
 const ct_conn_ops *ctp_conn_ops(const ct_conn *c);
 void *ctp_conn_state(const ct_conn *c);

@@ -1143,3 +1143,135 @@ out:
     ct_secure_wipe(rs, sizeof rs);
     return rc;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Public keys as PEM (Vault's jwt_validation_pubkeys)                      */
+
+/* rsaEncryption AlgorithmIdentifier: SEQUENCE { OID 1.2.840.113549.1.1.1, NULL }. */
+static const uint8_t k_rsa_alg_id[15] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                         0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00};
+
+/* Writes a DER tag and length (len < 65536) at p; returns the bytes written. */
+static size_t der_head(uint8_t *p, uint8_t tag, size_t len)
+{
+    p[0] = tag;
+    if (len < 0x80) {
+        p[1] = (uint8_t)len;
+        return 2;
+    }
+    if (len < 0x100) {
+        p[1] = 0x81;
+        p[2] = (uint8_t)len;
+        return 3;
+    }
+    p[1] = 0x82;
+    p[2] = (uint8_t)(len >> 8);
+    p[3] = (uint8_t)len;
+    return 4;
+}
+
+static size_t der_head_len(size_t len)
+{
+    return len < 0x80 ? 2 : len < 0x100 ? 3 : 4;
+}
+
+/* A positive INTEGER of a big-endian magnitude (leading zero added if needed). */
+static size_t der_uint(uint8_t *p, const uint8_t *v, size_t n)
+{
+    size_t pad = n > 0 && (v[0] & 0x80) ? 1 : 0, o;
+    o = der_head(p, 0x02, n + pad);
+    if (pad)
+        p[o++] = 0;
+    memcpy(p + o, v, n);
+    return o + n;
+}
+
+static size_t der_uint_len(const uint8_t *v, size_t n)
+{
+    size_t body = n + (n > 0 && (v[0] & 0x80) ? 1 : 0);
+    return der_head_len(body) + body;
+}
+
+/* SubjectPublicKeyInfo DER of one key into buf (at least 1100 bytes). */
+static size_t jwk_spki(const jwk *k, uint8_t *buf)
+{
+    size_t o = 0, rsa_seq, bits, alg_and_bits;
+    if (k->kty == KTY_EC) {
+        memcpy(buf, k_p256_spki_prefix, sizeof k_p256_spki_prefix);
+        memcpy(buf + sizeof k_p256_spki_prefix, k->x, 32);
+        memcpy(buf + sizeof k_p256_spki_prefix + 32, k->y, 32);
+        return sizeof k_p256_spki_prefix + 64;
+    }
+    rsa_seq = der_uint_len(k->n, k->n_len) + der_uint_len(k->e, k->e_len);
+    bits = 1 + der_head_len(rsa_seq) + rsa_seq;
+    alg_and_bits = sizeof k_rsa_alg_id + der_head_len(bits) + bits;
+    o += der_head(buf + o, 0x30, alg_and_bits);
+    memcpy(buf + o, k_rsa_alg_id, sizeof k_rsa_alg_id);
+    o += sizeof k_rsa_alg_id;
+    o += der_head(buf + o, 0x03, bits);
+    buf[o++] = 0x00; /* no unused bits */
+    o += der_head(buf + o, 0x30, rsa_seq);
+    o += der_uint(buf + o, k->n, k->n_len);
+    o += der_uint(buf + o, k->e, k->e_len);
+    return o;
+}
+
+void ctp_pems_free(char **pems, size_t n)
+{
+    size_t i;
+    if (!pems)
+        return;
+    for (i = 0; i < n; i++)
+        free(pems[i]);
+    free(pems);
+}
+
+ct_err ctp_jwks_pems(const ct_jwks *jwks, char ***pems, size_t *n, ct_error *err)
+{
+    static const char head[] = "-----BEGIN PUBLIC KEY-----\n", tail[] = "-----END PUBLIC KEY-----\n";
+    char **out;
+    size_t i;
+
+    *pems = NULL;
+    *n = 0;
+    if (!jwks || jwks->count == 0)
+        return ctp_err(err, CT_E_INVALID, 0, "no key to convert");
+    if (!(out = ctp_calloc(jwks->count, sizeof *out)))
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    for (i = 0; i < jwks->count; i++) {
+        /* RSA up to 4096 bits: 512 + 4 + 6 + 15 + 12 bytes fits easily */
+        uint8_t der[1100];
+        size_t dl, bl, lines, o = 0, j;
+        char *b64, *p;
+        if (jwks->keys[i].kty == KTY_RSA && jwks->keys[i].n_len > 1024) {
+            ctp_pems_free(out, jwks->count);
+            return ctp_err(err, CT_E_INVALID, 0, "RSA key too large to convert");
+        }
+        dl = jwk_spki(&jwks->keys[i], der);
+        bl = ctp_b64_encoded_len(dl, CTP_B64_STD);
+        b64 = malloc(bl + 1);
+        lines = (bl + 63) / 64;
+        p = malloc(sizeof head + bl + lines + sizeof tail);
+        if (!b64 || !p) {
+            free(b64);
+            free(p);
+            ctp_pems_free(out, jwks->count);
+            return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+        }
+        ctp_b64_encode(der, dl, b64, CTP_B64_STD);
+        memcpy(p, head, sizeof head - 1);
+        o = sizeof head - 1;
+        for (j = 0; j < bl; j += 64) {
+            size_t m = bl - j < 64 ? bl - j : 64;
+            memcpy(p + o, b64 + j, m);
+            o += m;
+            p[o++] = '\n';
+        }
+        memcpy(p + o, tail, sizeof tail);
+        free(b64);
+        out[i] = p;
+    }
+    *pems = out;
+    *n = jwks->count;
+    return CT_OK;
+}

@@ -331,48 +331,95 @@ out:
     return rc;
 }
 
-ct_err ct_deregister(ct_ctx *ctx, ct_store *store, const char *fingerprint, ct_error *err)
+ct_err ct_deregister_ex(ct_ctx *ctx, ct_store *store, const char *fingerprint,
+                        const ct_deregister_options *opts, size_t *data_records, ct_error *err)
 {
     char fp[CT_FINGERPRINT_LEN + 1], prefix[CT_STORE_KEY_MAX];
     ct_strlist *keys = NULL;
-    size_t i, n;
+    size_t i, n, plen, ndata = 0, nreg = 0;
+    uint32_t mode = CT_DEREGISTER_REFUSE_DATA;
     ct_err rc;
 
+    if (data_records)
+        *data_records = 0;
     if (!ctx || !store || !fingerprint)
         return ctp_err(err, CT_E_INVALID, 0, "ct_deregister: NULL argument");
+    if (opts) {
+        if (opts->version != CT_DEREGISTER_OPTIONS_VERSION)
+            return ctp_err(err, CT_E_VERSION, 0, "ct_deregister_options version %u unsupported",
+                           opts->version);
+        if (opts->data > CT_DEREGISTER_DELETE_DATA)
+            return ctp_err(err, CT_E_INVALID, 0, "ct_deregister_options: unknown data mode %u",
+                           opts->data);
+        mode = opts->data;
+    }
     rc = ct_fingerprint_canonical(fingerprint, fp, err);
     if (rc != CT_OK)
         return rc;
-    snprintf(prefix, sizeof prefix, REG_PREFIX "%s/", fp);
+    plen = (size_t)snprintf(prefix, sizeof prefix, REG_PREFIX "%s/", fp);
     rc = ct_store_list(store, prefix, &keys, err);
     if (rc != CT_OK)
         return rc;
     n = ct_strlist_count(keys);
-    if (n == 0) {
-        rc = ctp_err(err, CT_E_NOTFOUND, 0, "cluster %.8s... is not registered", fp);
+    for (i = 0; i < n; i++) {
+        if (strchr(ct_strlist_get(keys, i) + plen, '/'))
+            ndata++;
+        else
+            nreg++;
+    }
+    if (data_records)
+        *data_records = ndata;
+    if (n == 0 || (nreg == 0 && mode != CT_DEREGISTER_DELETE_DATA)) {
+        if (ndata)
+            rc = ctp_err(err, CT_E_NOTFOUND, 0, "cluster %.8s... is not registered (%zu "
+                         "migrated Secret copies are kept in the store under clusters/%.8s.../; "
+                         "--delete-data removes them)", fp, ndata, fp);
+        else
+            rc = ctp_err(err, CT_E_NOTFOUND, 0, "cluster %.8s... is not registered", fp);
+        goto out;
+    }
+    if (ndata && mode == CT_DEREGISTER_REFUSE_DATA) {
+        rc = ctp_err(err, CT_E_CONFLICT, 0, "cluster %.8s... has %zu migrated Secret copies "
+                     "(clusters/%.8s.../); nothing deleted. --keep-data revokes the cluster and "
+                     "keeps them (restore: register again, 'target migrate restore'); "
+                     "--delete-data deletes them too", fp, ndata, fp);
         goto out;
     }
     /* `registered` first, so a half-done deregister never looks registered. */
     for (i = 0; i < n; i++) {
         const char *k = ct_strlist_get(keys, i);
-        size_t kl = strlen(k);
-        if (kl >= 11 && strcmp(k + kl - 11, "/registered") == 0) {
+        if (strcmp(k + plen, "registered") == 0) {
             rc = ct_store_del(store, k, err);
             if (rc != CT_OK && rc != CT_E_NOTFOUND)
                 goto out;
         }
     }
     for (i = 0; i < n; i++) {
-        rc = ct_store_del(store, ct_strlist_get(keys, i), err);
+        const char *k = ct_strlist_get(keys, i);
+        if (strchr(k + plen, '/') && mode != CT_DEREGISTER_DELETE_DATA)
+            continue; /* data kept */
+        rc = ct_store_del(store, k, err);
         if (rc == CT_E_NOTFOUND)
             rc = CT_OK;
         if (rc != CT_OK)
             goto out;
     }
-    ctp_log(ctx, CT_LOG_INFO, "register.removed", "deregistered cluster %.8s...", fp);
+    if (ndata && mode == CT_DEREGISTER_KEEP_DATA)
+        ctp_log(ctx, CT_LOG_NOTICE, "register.removed", "deregistered cluster %.8s...; %zu "
+                "migrated Secret copies kept", fp, ndata);
+    else if (ndata)
+        ctp_log(ctx, CT_LOG_NOTICE, "register.removed", "deregistered cluster %.8s...; %zu "
+                "migrated Secret copies deleted", fp, ndata);
+    else
+        ctp_log(ctx, CT_LOG_INFO, "register.removed", "deregistered cluster %.8s...", fp);
 out:
     ct_strlist_free(keys);
     return rc;
+}
+
+ct_err ct_deregister(ct_ctx *ctx, ct_store *store, const char *fingerprint, ct_error *err)
+{
+    return ct_deregister_ex(ctx, store, fingerprint, NULL, NULL, err);
 }
 
 static int unhex32(const char *s, uint8_t out[32])

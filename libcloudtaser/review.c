@@ -11,6 +11,7 @@
  */
 #include "bootstrap_internal.h"
 #include "internal.h"
+#include "review_internal.h"
 
 #include "cloudtaser/review.h"
 #include "cloudtaser/jwt.h"
@@ -29,8 +30,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_TOKEN 16384u
-#define MAX_AUDIENCES 16u
 #define MAX_ANSWER ((size_t)256 << 10)
 
 struct ct_review_server {
@@ -54,48 +53,6 @@ struct ct_review_server {
 };
 
 /* ------------------------------------------------------------ helpers */
-
-/* Wipes every string in a JSON tree (recursively) before it is freed. */
-static void wipe_json(json_t *v, int depth)
-{
-    const char *k;
-    json_t *x;
-    size_t i;
-    if (!v || depth > 16)
-        return;
-    if (json_is_string(v)) {
-        ct_secure_wipe((void *)(uintptr_t)json_string_value(v), json_string_length(v));
-    } else if (json_is_object(v)) {
-        json_object_foreach(v, k, x)
-            wipe_json(x, depth + 1);
-    } else if (json_is_array(v)) {
-        json_array_foreach(v, i, x)
-            wipe_json(x, depth + 1);
-    }
-}
-
-static void free_json(json_t *v)
-{
-    wipe_json(v, 0);
-    json_decref(v);
-}
-
-/* json_dumpb into a malloc'd buffer (NUL-terminated). NULL on failure. */
-static char *dump(const json_t *v, size_t *len)
-{
-    const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
-    size_t need = json_dumpb(v, NULL, 0, flags);
-    char *b;
-    if (need == 0 || !(b = malloc(need + 1)))
-        return NULL;
-    if (json_dumpb(v, b, need, flags) != need) {
-        free(b);
-        return NULL;
-    }
-    b[need] = '\0';
-    *len = need;
-    return b;
-}
 
 static void reviewer_key(char *key, size_t n, const char *fp)
 {
@@ -130,12 +87,12 @@ ct_err ct_review_token(ct_ctx *ctx, ct_store *store, const char *fingerprint, in
             t = json_object_get(root, "token");
             if (!json_is_object(root) || !json_is_string(t) ||
                 json_string_length(t) != CT_REVIEW_TOKEN_LEN) {
-                free_json(root);
+                ctp_review_free_json(root);
                 return ctp_err(err, CT_E_STORE, 0, "%.8s...: the reviewer record is malformed "
                                "(delete %s to make a new token)", fp, key);
             }
             rc = ct_secret_from(json_string_value(t), CT_REVIEW_TOKEN_LEN, token, err);
-            free_json(root);
+            ctp_review_free_json(root);
             return rc;
         }
         if (rc != CT_E_NOTFOUND || !create)
@@ -233,7 +190,7 @@ static enum MHD_Result status(ct_review_server *s, struct MHD_Connection *c, uns
                           reason, "code", (int)code);
     enum MHD_Result ret = MHD_NO;
     size_t n;
-    char *b = o ? dump(o, &n) : NULL;
+    char *b = o ? ctp_review_dump(o, &n) : NULL;
     json_decref(o);
     pthread_mutex_lock(&s->mu);
     if (code == 401)
@@ -298,80 +255,6 @@ static int authorized(ct_review_server *s, struct MHD_Connection *c)
     return ct_memeq(a, ct_secret_data(s->token), n);
 }
 
-/* Vault's body -> the session request; *spec: the spec to echo back. */
-static ct_err build_op(const char *body, size_t len, char **out, size_t *out_len,
-                       json_t **spec_out, const char **why)
-{
-    json_error_t je;
-    json_t *in = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-    json_t *kind = json_object_get(in, "kind"), *spec = json_object_get(in, "spec");
-    json_t *tok = json_object_get(spec, "token"), *aud = json_object_get(spec, "audiences");
-    json_t *op = NULL, *a;
-    size_t i;
-    ct_err rc = CT_E_INVALID;
-
-    *out = NULL;
-    *spec_out = NULL;
-    if (!json_is_object(in) || (kind && (!json_is_string(kind) ||
-                                         strcmp(json_string_value(kind), "TokenReview") != 0))) {
-        *why = "the object provided is unrecognized (must be of type TokenReview)";
-        goto out;
-    }
-    if (!json_is_string(tok) || json_string_length(tok) == 0) {
-        *why = "token is required for TokenReview in authentication";
-        goto out;
-    }
-    if (json_string_length(tok) > MAX_TOKEN ||
-        strlen(json_string_value(tok)) != json_string_length(tok)) {
-        *why = "spec.token is too long or not text";
-        goto out;
-    }
-    if (aud && !json_is_null(aud)) {
-        if (!json_is_array(aud) || json_array_size(aud) > MAX_AUDIENCES) {
-            *why = "spec.audiences is not a list of at most 16 strings";
-            goto out;
-        }
-        json_array_foreach(aud, i, a)
-            if (!json_is_string(a) || json_string_length(a) == 0 ||
-                json_string_length(a) > 1024) {
-                *why = "spec.audiences is not a list of non-empty strings";
-                goto out;
-            }
-    } else {
-        aud = NULL;
-    }
-    op = json_pack("{s:s,s:O}", "op", "k8s.tokenreview", "token", tok);
-    if (op && aud)
-        json_object_set(op, "audiences", aud);
-    if (!op || !(*out = dump(op, out_len))) {
-        rc = CT_E_NOMEM;
-        *why = "out of memory";
-        goto out;
-    }
-    *spec_out = json_object();
-    if (!*spec_out) {
-        rc = CT_E_NOMEM;
-        goto out;
-    }
-    json_object_set(*spec_out, "token", tok);
-    if (aud)
-        json_object_set(*spec_out, "audiences", aud);
-    rc = CT_OK;
-out:
-    if (rc != CT_OK && *out) {
-        ct_secure_wipe(*out, *out_len);
-        free(*out);
-        *out = NULL;
-    }
-    /* tok is shared by op, spec_out and in: wiped only when spec_out goes */
-    json_decref(op);
-    if (rc != CT_OK)
-        free_json(in);
-    else
-        json_decref(in);
-    return rc;
-}
-
 static enum MHD_Result review(ct_review_server *s, struct MHD_Connection *c, hreq *r)
 {
     char *op = NULL, *outb = NULL, msg[320];
@@ -384,7 +267,7 @@ static enum MHD_Result review(ct_review_server *s, struct MHD_Connection *c, hre
     ct_error e;
     ct_err rc;
 
-    rc = build_op(r->body ? r->body : "", r->len, &op, &op_len, &spec, &why);
+    rc = ctp_review_build_op(r->body ? r->body : "", r->len, &op, &op_len, &spec, &why);
     if (rc != CT_OK)
         return rc == CT_E_NOMEM ? MHD_NO : status(s, c, 400, "BadRequest", why);
     if (s->forward)
@@ -396,7 +279,7 @@ static enum MHD_Result review(ct_review_server *s, struct MHD_Connection *c, hre
     ct_secure_wipe(op, op_len);
     free(op);
     if (rc != CT_OK) {
-        free_json(spec);
+        ctp_review_free_json(spec);
         ctp_log(s->ctx, CT_LOG_NOTICE, "review.forward", "%.8s...: token review not "
                 "performed: %s (%s)", s->fp, e.message, ct_err_name(rc));
         if (rc == CT_E_NOTFOUND || rc == CT_E_CLOSED) {
@@ -418,7 +301,7 @@ static enum MHD_Result review(ct_review_server *s, struct MHD_Connection *c, hre
     ct_free(resp);
     st = json_object_get(ans, "status");
     if (!json_is_object(st)) {
-        free_json(spec);
+        ctp_review_free_json(spec);
         json_decref(ans);
         return status(s, c, 500, "InternalError",
                       "the cluster's operator sent a malformed token review answer");
@@ -427,11 +310,11 @@ static enum MHD_Result review(ct_review_server *s, struct MHD_Connection *c, hre
                     "authentication.k8s.io/v1", "metadata", "spec", spec, "status", st);
     spec = NULL; /* owned by out */
     json_decref(ans);
-    if (!out || !(outb = dump(out, &out_len))) {
-        free_json(out);
+    if (!out || !(outb = ctp_review_dump(out, &out_len))) {
+        ctp_review_free_json(out);
         return MHD_NO;
     }
-    free_json(out);
+    ctp_review_free_json(out);
     pthread_mutex_lock(&s->mu);
     s->stats.reviews++;
     pthread_mutex_unlock(&s->mu);
@@ -801,7 +684,7 @@ ct_err ct_review_agent_handle(void *agent, const char *fingerprint, ct_session *
                               uint8_t **resp, size_t *resp_len, ct_error *err)
 {
     ct_review_agent *a = agent;
-    const char *auds[MAX_AUDIENCES];
+    const char *auds[CTP_REVIEW_MAX_AUDIENCES];
     ct_k8s_token_review *rv = NULL;
     json_t *in, *tok, *aud, *x, *st, *out;
     json_error_t je;
@@ -821,23 +704,23 @@ ct_err ct_review_agent_handle(void *agent, const char *fingerprint, ct_session *
     aud = json_object_get(in, "audiences");
     if (!json_is_string(tok) || json_string_length(tok) == 0 ||
         strlen(json_string_value(tok)) != json_string_length(tok)) {
-        free_json(in);
+        ctp_review_free_json(in);
         return ctp_err(err, CT_E_INVALID, 0, "k8s.tokenreview: the request has no token");
     }
-    if (json_string_length(tok) > MAX_TOKEN) {
-        free_json(in);
+    if (json_string_length(tok) > CTP_REVIEW_MAX_TOKEN) {
+        ctp_review_free_json(in);
         return ctp_err(err, CT_E_TOOBIG, 0, "k8s.tokenreview: the token is over %u bytes",
-                       MAX_TOKEN);
+                       CTP_REVIEW_MAX_TOKEN);
     }
     if (aud && !json_is_null(aud)) {
-        if (!json_is_array(aud) || json_array_size(aud) > MAX_AUDIENCES) {
-            free_json(in);
+        if (!json_is_array(aud) || json_array_size(aud) > CTP_REVIEW_MAX_AUDIENCES) {
+            ctp_review_free_json(in);
             return ctp_err(err, CT_E_INVALID, 0, "k8s.tokenreview: audiences is not a list "
-                           "of at most %u strings", MAX_AUDIENCES);
+                           "of at most %u strings", CTP_REVIEW_MAX_AUDIENCES);
         }
         json_array_foreach(aud, i, x) {
             if (!json_is_string(x) || json_string_length(x) == 0) {
-                free_json(in);
+                ctp_review_free_json(in);
                 return ctp_err(err, CT_E_INVALID, 0, "k8s.tokenreview: audiences is not a "
                                "list of non-empty strings");
             }
@@ -847,7 +730,7 @@ ct_err ct_review_agent_handle(void *agent, const char *fingerprint, ct_session *
     pthread_mutex_lock(&a->mu);
     rc = ct_k8s_create_token_review(a->client, json_string_value(tok), auds, n_aud, &rv, err);
     pthread_mutex_unlock(&a->mu);
-    free_json(in);
+    ctp_review_free_json(in);
     if (rc != CT_OK)
         return rc;
     ctp_log(a->ctx, CT_LOG_INFO, "review.done", "token review: %s",
@@ -855,7 +738,7 @@ ct_err ct_review_agent_handle(void *agent, const char *fingerprint, ct_session *
     st = review_status(rv);
     ct_k8s_token_review_free(rv);
     out = st ? json_pack("{s:o}", "status", st) : NULL;
-    b = out ? dump(out, &n) : NULL;
+    b = out ? ctp_review_dump(out, &n) : NULL;
     json_decref(out);
     if (!b)
         return ctp_err(err, CT_E_NOMEM, 0, "out of memory");
@@ -869,6 +752,7 @@ ct_err ct_review_agent_handle(void *agent, const char *fingerprint, ct_session *
 struct ct_review_jwks_sink {
     ct_ctx *ctx;
     ct_store *store;
+    const ct_vault_options *vault; /* NULL: no Vault JWT auth to keep current */
 };
 
 ct_err ct_review_jwks_sink_new(ct_ctx *ctx, ct_store *store, ct_review_jwks_sink **out,
@@ -883,6 +767,47 @@ ct_err ct_review_jwks_sink_new(ct_ctx *ctx, ct_store *store, ct_review_jwks_sink
     k->store = store;
     *out = k;
     return CT_OK;
+}
+
+ct_err ct_review_jwks_sink_set_vault(ct_review_jwks_sink *k, const ct_vault_options *vault,
+                                     ct_error *err)
+{
+    if (!k || !vault || !vault->address)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_review_jwks_sink_set_vault: no sink or no "
+                       "Vault address");
+    if (vault->version != CT_VAULT_OPTIONS_VERSION)
+        return ctp_err(err, CT_E_VERSION, 0, "ct_vault_options: unknown version %u",
+                       vault->version);
+    k->vault = vault;
+    return CT_OK;
+}
+
+/*
+ * Brings the cluster's Vault JWT auth config up to the pinned set, if it
+ * has one. Returns "" (nothing to do), "updated" or "failed"; never fails
+ * the push.
+ */
+static const char *sync_vault(ct_review_jwks_sink *k, const char *fp)
+{
+    char mount[128];
+    ct_error e;
+    int done = 0;
+
+    if (!k->vault)
+        return "";
+    memset(&e, 0, sizeof e);
+    if (ctp_review_jwt_sync(k->ctx, k->store, k->vault, fp, &done, mount, &e) != CT_OK) {
+        ctp_log(k->ctx, CT_LOG_WARNING, "review.jwks", "%.8s...: Vault JWT auth%s%s was not "
+                "updated with the rotated issuer keys: %s; retried on the next push", fp,
+                mount[0] ? " auth/" : "", mount, e.message);
+        return "failed";
+    }
+    if (done) {
+        ctp_log(k->ctx, CT_LOG_NOTICE, "review.jwks", "%.8s...: Vault auth/%s/config now has "
+                "the rotated issuer keys", fp, mount);
+        return "updated";
+    }
+    return "";
 }
 
 void ct_review_jwks_sink_free(ct_review_jwks_sink *k)
@@ -912,7 +837,7 @@ ct_err ct_review_jwks_handle(void *sink, const char *fingerprint, ct_session *s,
 {
     ct_review_jwks_sink *k = sink;
     char key[CT_STORE_KEY_MAX + 1], *canon = NULL, *text = NULL, *out = NULL;
-    const char *status = "unchanged";
+    const char *status = "unchanged", *vstatus;
     ct_jwks *set = NULL;
     json_t *in, *jw;
     json_error_t je;
@@ -928,7 +853,7 @@ ct_err ct_review_jwks_handle(void *sink, const char *fingerprint, ct_session *s,
         return ctp_err(err, CT_E_INVALID, 0, "k8s.jwks: no sink");
     in = json_loadb((const char *)req, req_len, JSON_REJECT_DUPLICATES, &je);
     jw = json_object_get(in, "jwks");
-    if (!json_is_object(jw) || !(text = dump(jw, &n))) {
+    if (!json_is_object(jw) || !(text = ctp_review_dump(jw, &n))) {
         json_decref(in);
         return ctp_err(err, CT_E_INVALID, 0, "k8s.jwks: the request has no key set (\"jwks\")");
     }
@@ -1006,10 +931,15 @@ ct_err ct_review_jwks_handle(void *sink, const char *fingerprint, ct_session *s,
     free(canon);
     if (rc != CT_OK)
         return rc;
-    out = malloc(64);
+    vstatus = sync_vault(k, fingerprint);
+    out = malloc(96);
     if (!out)
         return ctp_err(err, CT_E_NOMEM, 0, "out of memory");
-    n = (size_t)snprintf(out, 64, "{\"status\":\"%s\",\"keys\":%zu}", status, nkeys);
+    if (*vstatus)
+        n = (size_t)snprintf(out, 96, "{\"status\":\"%s\",\"keys\":%zu,\"vault\":\"%s\"}",
+                             status, nkeys, vstatus);
+    else
+        n = (size_t)snprintf(out, 96, "{\"status\":\"%s\",\"keys\":%zu}", status, nkeys);
     *resp = (uint8_t *)out;
     *resp_len = n;
     return CT_OK;
@@ -1022,6 +952,7 @@ ct_err ct_review_agent_sync_jwks(ct_review_agent *a, ct_operator *op, int timeou
     ct_jwks *set = NULL;
     uint8_t *resp = NULL;
     size_t len = 0, rlen = 0, n;
+    int vault_failed;
     ct_err rc;
 
     if (pushed)
@@ -1060,8 +991,15 @@ ct_err ct_review_agent_sync_jwks(ct_review_agent *a, ct_operator *op, int timeou
     ct_free(json);
     rc = ct_operator_request(op, msg, n, timeout_ms, &resp, &rlen, err);
     free(msg);
+    /* the bridge could not update Vault's JWT auth: push the same set next time */
+    vault_failed = rc == CT_OK && resp && memmem(resp, rlen, "\"vault\":\"failed\"", 17);
     ct_free(resp);
-    if (rc == CT_OK) {
+    if (rc == CT_OK && vault_failed) {
+        if (pushed)
+            *pushed = 1;
+        ctp_log(a->ctx, CT_LOG_WARNING, "review.jwks", "issuer keys pushed; the bridge could "
+                "not update Vault's JWT auth yet (see its log): pushing again next time");
+    } else if (rc == CT_OK) {
         pthread_mutex_lock(&a->mu);
         free(a->last_jwks);
         a->last_jwks = canon;

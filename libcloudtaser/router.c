@@ -99,6 +99,10 @@ ct_err ct_router_handle(void *router, const char *fingerprint, ct_session *s, ui
         if (strcmp(r->routes[i].op, op) == 0)
             return r->routes[i].fn(r->routes[i].arg, fingerprint, s, stream, req, req_len, resp,
                                    resp_len, err);
+    /* the op is the peer's text: only printable ASCII goes into the message */
+    for (i = 0; op[i]; i++)
+        if ((unsigned char)op[i] < 0x20 || (unsigned char)op[i] >= 0x7f || op[i] == '"')
+            op[i] = '?';
     served[0] = 0;
     for (i = 0; i < r->n && used < sizeof served; i++) {
         int k = snprintf(served + used, sizeof served - used, "%s%s", i ? ", " : "",

@@ -34,8 +34,9 @@
  *   cluster's CA from the store.
  *
  * Thread-safety: a ct_broker serves on threads it starts (libmicrohttpd,
- * one thread per connection); its functions are called from one thread
- * except ct_broker_port and ct_broker_ca_pem. A ct_vault_proxy is
+ * one thread per connection, plus one that renews its certificate); its
+ * functions are called from one thread except ct_broker_port,
+ * ct_broker_ca_pem, ct_broker_not_after and ct_broker_cert_count. A ct_vault_proxy is
  * read-only after ct_vault_proxy_new: its handlers run on many session
  * handler threads at once. "vault.http" called from a session handler
  * (s != NULL) answers asynchronously: it defers the request
@@ -78,7 +79,24 @@ typedef int (*ct_broker_up_fn)(void *arg);
 #define CT_BROKER_DEFAULT_TIMEOUT_MS 15000
 #define CT_BROKER_MAX_NAMES 8
 
-#define CT_BROKER_OPTIONS_VERSION 1
+/*
+ * Certificate renewal (version 2 fields): from ct_broker_start until
+ * ct_broker_stop a thread of the broker renews its certificate through the
+ * session (the same "broker.cert" request, same key) once the context's wall
+ * clock passes notBefore + renew_permille/1000 of the certificate's lifetime
+ * (by default 2/3: about day 20 of 30). On failure it logs a warning and
+ * retries after retry_ms, doubling up to 10 minutes. The new certificate is
+ * swapped in without dropping requests in progress: the running server stops
+ * accepting (MHD_quiesce_daemon), a new one takes over the same listening
+ * socket with the new certificate, and the old one finishes the connections
+ * it has (up to the request timeout + 5 s) before it is stopped. New TLS
+ * connections see the new certificate at once; ct_broker_not_after reports
+ * it. Version 1 callers get the defaults.
+ */
+#define CT_BROKER_DEFAULT_RENEW_PERMILLE 667u
+#define CT_BROKER_DEFAULT_RETRY_MS 10000u
+
+#define CT_BROKER_OPTIONS_VERSION 2
 typedef struct ct_broker_options {
     uint32_t version;            /* CT_BROKER_OPTIONS_VERSION */
     ct_operator *op;             /* borrowed; required unless forward is set */
@@ -98,6 +116,9 @@ typedef struct ct_broker_options {
     size_t max_body;             /* 0: CT_BROKER_DEFAULT_MAX_BODY */
     uint32_t max_in_flight;      /* 0: CT_BROKER_DEFAULT_MAX_IN_FLIGHT; beyond: 503 */
     int timeout_ms;              /* per request, end to end; 0: default */
+    /* version 2 */
+    uint32_t renew_permille;     /* renew at this share of the lifetime (1..999); 0: 667 */
+    uint32_t retry_ms;           /* first retry after a failed renewal; 0: 10000 */
 } ct_broker_options;
 #define CT_BROKER_OPTIONS_INIT { .version = CT_BROKER_OPTIONS_VERSION }
 
@@ -121,7 +142,7 @@ CT_API ct_err ct_broker_new(ct_ctx *ctx, const ct_broker_options *opts, ct_broke
 CT_API ct_err ct_broker_start(ct_broker *b, int timeout_ms, ct_error *err);
 /* The port it listens on once started (0 before). */
 CT_API uint16_t ct_broker_port(const ct_broker *b);
-/* notAfter of the certificate, Unix seconds (0 before start). */
+/* notAfter of the certificate in use, Unix seconds (0 before start); follows renewals. Thread-safe. */
 CT_API int64_t ct_broker_not_after(const ct_broker *b);
 /*
  * The cluster CA certificate (PEM, public) that clients must trust, once
@@ -129,7 +150,9 @@ CT_API int64_t ct_broker_not_after(const ct_broker *b);
  * CT_E_NOMEM.
  */
 CT_API ct_err ct_broker_ca_pem(const ct_broker *b, char **pem, ct_error *err);
-/* Stops serving (waits for requests in flight). Idempotent. */
+/* Certificates obtained since start (1 after start; +1 per renewal). Thread-safe. */
+CT_API uint32_t ct_broker_cert_count(const ct_broker *b);
+/* Stops renewing and serving (waits for requests in flight). Idempotent. */
 CT_API void ct_broker_stop(ct_broker *b);
 /* Stops and frees; the key is wiped. NULL is a no-op. */
 CT_API void ct_broker_free(ct_broker *b);

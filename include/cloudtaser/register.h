@@ -93,9 +93,48 @@ CT_API ct_err ct_register(ct_ctx *ctx, ct_store *store, const char *fingerprint,
                           ct_error *err);
 
 /*
- * Deletes every record under clusters/<fp>/ (the store must support list).
- * Errors: CT_E_INVALID, CT_E_NOTFOUND (no record for the cluster),
+ * Deregistration and data kept for the cluster. The registration's own
+ * records sit directly in clusters/<fp>/ (ca, bridge, registered,
+ * initialized, connected, reviewer, vault-jwt, ...). Anything in a folder
+ * below it (clusters/<fp>/<dir>/...) is the cluster's data: the Secrets
+ * migrated from Kubernetes (migrate.h: the path template always starts with
+ * a literal folder, secrets/ by default), possibly the only copy left of
+ * them. Deregistering never deletes data unless told to.
+ */
+#define CT_DEREGISTER_REFUSE_DATA 0u /* data present: CT_E_CONFLICT, nothing deleted */
+#define CT_DEREGISTER_KEEP_DATA 1u   /* delete the registration, keep the data */
+#define CT_DEREGISTER_DELETE_DATA 2u /* delete the registration and the data */
+
+#define CT_DEREGISTER_OPTIONS_VERSION 1
+typedef struct ct_deregister_options {
+    uint32_t version; /* CT_DEREGISTER_OPTIONS_VERSION */
+    uint32_t data;    /* CT_DEREGISTER_*_DATA; default REFUSE */
+} ct_deregister_options;
+#define CT_DEREGISTER_OPTIONS_INIT { .version = CT_DEREGISTER_OPTIONS_VERSION }
+
+/*
+ * Deregisters a cluster (the store must support list): deletes its
+ * registration records, `registered` first, so the cluster is revoked (its
+ * CA and the bridge's credentials are gone; the operator can no longer
+ * connect). Its data (see above) is handled as opts->data says (opts NULL:
+ * REFUSE). With KEEP_DATA the copies stay where they are
+ * (clusters/<fp>/<template path>), readable in the store; registering the
+ * same fingerprint again and running `cloudtaser target migrate restore`
+ * recreates the Secrets from them. *data_records (may be NULL): the number
+ * of data records found (refused, kept or deleted).
+ * Errors: CT_E_INVALID, CT_E_VERSION, CT_E_NOTFOUND (no registration
+ * record; with KEEP_DATA also when only kept data is left), CT_E_CONFLICT
+ * (REFUSE and data present: the message gives the count and the options),
  * CT_E_UNSUPPORTED, CT_E_STORE.
+ */
+CT_API ct_err ct_deregister_ex(ct_ctx *ctx, ct_store *store, const char *fingerprint,
+                               const ct_deregister_options *opts, size_t *data_records,
+                               ct_error *err);
+
+/*
+ * ct_deregister_ex with opts NULL: refuses (CT_E_CONFLICT) while migrated
+ * data exists under clusters/<fp>/; else deletes every record of the
+ * cluster. Errors: as ct_deregister_ex.
  */
 CT_API ct_err ct_deregister(ct_ctx *ctx, ct_store *store, const char *fingerprint,
                             ct_error *err);

@@ -170,6 +170,33 @@ CT_API ct_err ct_review_configure_vault(ct_ctx *ctx, const ct_vault_options *vau
                                         const ct_secret *reviewer, int enable,
                                         char *mount_out, ct_error *err);
 
+/*
+ * The offline fallback: configures Vault's JWT auth method for one cluster
+ * with the issuer keys pinned at its first bootstrap (clusters/<fp>/
+ * initialized), so pods' service-account tokens log in with no call to the
+ * cluster at all: with `enable`, POST sys/auth/<mount> {"type":"jwt"} (a
+ * mount that already exists is fine), then POST auth/<mount>/config
+ * {"jwt_validation_pubkeys":[<PEM public keys>],"bound_issuer":<issuer>,
+ *  "jwt_supported_algs":["RS256","ES256"]}, then records the mount and the
+ * set written in clusters/<fp>/vault-jwt
+ * ({"v":1,"mount":"<m>","jwks":{...},"updated_at":<ms>}; no secret), so the
+ * bridge's sink (ct_review_jwks_sink_set_vault) rewrites that config when
+ * the operator pushes a key rotation. Roles are left to the Vault operator.
+ * `mount` NULL: "jwt-<first 8 characters of the fingerprint>"; the mount
+ * used is copied into mount_out (may be NULL; 128 bytes).
+ * The token needs (docs/OPERATIONS.md):
+ *   path "sys/auth/jwt-*" { capabilities = ["create", "update", "sudo"] }
+ *   path "auth/jwt-*"     { capabilities = ["create", "update"] }
+ * (the first only with `enable`).
+ * Errors: CT_E_INVALID, CT_E_STATE (the cluster has not bootstrapped, or
+ * pinned no keys), CT_E_DENIED (403), CT_E_PROTO, the HTTP client's and the
+ * store's errors. The Vault token is wiped from every buffer this call makes.
+ */
+CT_API ct_err ct_review_configure_vault_jwt(ct_ctx *ctx, ct_store *store,
+                                            const ct_vault_options *vault, const char *mount,
+                                            const char *fingerprint, int enable,
+                                            char *mount_out, ct_error *err);
+
 /* ------------------------------------------------------ operator side */
 
 typedef struct ct_review_agent ct_review_agent;
@@ -224,6 +251,23 @@ typedef struct ct_review_jwks_sink ct_review_jwks_sink;
 CT_API ct_err ct_review_jwks_sink_new(ct_ctx *ctx, ct_store *store, ct_review_jwks_sink **out,
                                       ct_error *err);
 /*
+ * Lets the sink keep Vault's JWT auth method current: after each accepted
+ * push (and after an "unchanged" one, so a failed update is retried), if
+ * the cluster has a clusters/<fp>/vault-jwt record (written by
+ * ct_review_configure_vault_jwt) whose set differs from the pinned one, the
+ * sink POSTs auth/<mount>/config with the pinned keys using `vault`
+ * (borrowed for the sink's life: address, the bridge's own token, TLS
+ * trust). That token needs only:
+ *   path "auth/jwt-*" { capabilities = ["update"] }
+ * (or the one mount's config path). A Vault failure never fails the push:
+ * it is logged (CT_LOG_WARNING, naming the mount and the reason) and the
+ * answer carries "vault":"failed", so the operator pushes the same set
+ * again at its next interval; a success adds "vault":"updated". Call
+ * before the sink serves requests. Errors: CT_E_INVALID, CT_E_VERSION.
+ */
+CT_API ct_err ct_review_jwks_sink_set_vault(ct_review_jwks_sink *k,
+                                            const ct_vault_options *vault, ct_error *err);
+/*
  * A ct_agent_handler (arg: the sink) for op "k8s.jwks". Errors: CT_E_INVALID
  * (no or a malformed key set, no usable key), CT_E_STATE (the cluster is
  * not initialized, or was initialized without pinning keys), CT_E_DENIED
@@ -239,7 +283,9 @@ CT_API void ct_review_jwks_sink_free(ct_review_jwks_sink *k);
  * Operator side: reads /openid/v1/jwks with the agent's client (under its
  * lock) and, if it differs from the last set pushed successfully (or none
  * was), sends it to the bridge with ct_operator_request. *pushed (may be
- * NULL): 1 if a push was answered, 0 if nothing changed. Call it
+ * NULL): 1 if a push was answered, 0 if nothing changed. A push the
+ * bridge answered with "vault":"failed" (its Vault JWT config could not be
+ * updated) is not remembered, so the next call pushes again. Call it
  * periodically (cloudtaser-operator: every --jwks-interval seconds).
  * Errors: those of ct_k8s_get_jwks and ct_operator_request (the bridge's
  * refusal codes above). Thread-safe.

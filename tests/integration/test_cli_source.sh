@@ -99,6 +99,44 @@ assert sorted(x["fingerprint"] for x in d) == sorted(sys.argv[1:]), d
 ' "$FP" "$FP2" < "$out" || fail "list json"
 ok "list -o json"
 
+# Secrets migrated from the cluster (migrate_server.c layout): deregister
+# refuses to delete them unless told to keep or delete them
+migrated() { # N: puts N migration records below clusters/$FP/secrets/
+  python3 - "$store" "$FP" "$1" <<'EOF'
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    v = '{"v":1,"namespace":"apps","name":"s%d","state":"deleted"}' % i
+    db.execute("INSERT INTO kv(key, value, version, updated_ms) VALUES (?, ?, 1, ?)",
+               ("clusters/%s/secrets/apps/s%d" % (sys.argv[2], i), v.encode(), int(time.time() * 1000)))
+db.commit()
+EOF
+}
+keys() { python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM kv WHERE key LIKE ?", (sys.argv[2] + "%",)).fetchone()[0])' "$store" "$1"; }
+migrated 3
+before=$(keys "clusters/$FP/")
+run 1 source deregister --fingerprint "$FP" --store "$store"
+grep -q "3 migrated Secret copies" "$err" && grep -q -- "--keep-data" "$err" && grep -q -- "--delete-data" "$err" \
+  || fail "refusal message"
+[ "$(keys "clusters/$FP/")" = "$before" ] || fail "a refused deregister deleted records"
+ok "deregister with migrated copies: exit 1, the count and both options named, nothing deleted"
+run 2 source deregister --fingerprint "$FP" --store "$store" --keep-data --delete-data
+run 2 source status --fingerprint "$FP" --store "$store" --keep-data
+ok "--keep-data with --delete-data, or outside deregister: usage error"
+run 0 source deregister --fingerprint "$FP" --store "$store" --keep-data
+grep -q "^Deregistered cluster $FP" "$out" && grep -q "^Kept 3 migrated Secret copies" "$out" \
+  || fail "keep-data output"
+[ "$(keys "clusters/$FP/secrets/")" = 3 ] && [ "$(keys "clusters/$FP/")" = 3 ] || fail "keep-data kept the wrong records"
+run 1 source status --fingerprint "$FP" --store "$store"
+ok "deregister --keep-data: the cluster is revoked, its 3 migrated copies stay"
+run 1 source deregister --fingerprint "$FP" --store "$store"
+grep -q "not registered (3 migrated Secret copies are kept" "$err" || fail "kept-data message"
+run 0 source register --fingerprint "$FP" --store "$store"
+run 0 source deregister --fingerprint "$FP" --store "$store" --delete-data
+grep -q "^Deleted 3 migrated Secret copies" "$out" || fail "delete-data output"
+[ "$(keys "clusters/$FP/")" = 0 ] || fail "delete-data left records"
+ok "re-register over kept copies works; deregister --delete-data deletes them, count printed"
+run 0 source register --fingerprint "$FP" --store "$store"
 run 0 source deregister --fingerprint "$FP" --store "$store"
 grep -q "^Deregistered cluster $FP" "$out" || fail "deregister output"
 ok "deregister"

@@ -11,6 +11,10 @@
 # endpoint; a pod token then logs in (valid: a token with the role's
 # policies; expired and revoked: the fixture 403). Then the cluster rotates
 # its issuer key: the operator pushes the new set and the bridge pins it.
+# The offline fallback: configure-auth --jwt sets up Vault's JWT auth with the
+# pinned keys; on each rotation the bridge (its own token, allowed only on
+# auth/jwt-*) rewrites that config, so a pod token signed by the new key logs
+# in and, once the old key is dropped, one signed by the old key does not.
 # Every wait is bounded.
 set -euo pipefail
 
@@ -85,7 +89,8 @@ wait_for "$tmp/fake-k8s.out" '^listening ' 10
 KC=$tmp/k8s/kubeconfig
 
 # --- Vault (no route to the cluster: it only knows the bridge's endpoint)
-"$FAKEVAULT" --flavour vault --token root-token --cert "$fixtures/tls/server.pem" \
+"$FAKEVAULT" --flavour vault --token root-token --token-prefix bridge-token=auth/jwt- \
+  --cert "$fixtures/tls/server.pem" \
   --key "$fixtures/tls/server-key.pem" > "$tmp/vault.out" 2> "$tmp/vault.log" &
 pids+=($!)
 wait_for "$tmp/vault.out" '^listening ' 10
@@ -112,7 +117,8 @@ FP=$("$CT" target fingerprint --kubeconfig "$KC" -o json | json 'd["fingerprint"
 export CLOUDTASER_STORE=$tmp/store.db
 "$CT" source register --fingerprint "$FP" > "$tmp/register.out"
 
-"$BRIDGE" "${B[@]}" --scan-interval 300 --tokenreview "$FP=127.0.0.1" -o json -v \
+VAULT_ADDR=$VADDR VAULT_TOKEN=bridge-token VAULT_CACERT=$fixtures/tls/ca.pem \
+"$BRIDGE" "${B[@]}" --store "$tmp/store.db" --scan-interval 300 --tokenreview "$FP=127.0.0.1" -o json -v \
   > "$tmp/bridge.out" 2> "$tmp/bridge.log" &
 pids+=($!)
 wait_for "$tmp/bridge.out" '^tokenreview ' 15
@@ -224,6 +230,38 @@ if grep -qF -- "$payload" "$tmp/bridge.log" "$tmp/operator.log" "$tmp/bridge.out
 fi
 ok "no full fingerprint and no token in the daemons' output"
 
+# --- the offline fallback: Vault's JWT auth with the keys pinned at bootstrap
+wait_for "$tmp/operator.log" 'issuer keys pushed' 15
+JMOUNT=jwt-${FP:0:8}
+VAULT_TOKEN=root-token "$CT" source configure-auth --jwt --fingerprint "$FP" \
+  --auth-vault-address "$VADDR" --auth-vault-cacert "$fixtures/tls/ca.pem" > "$tmp/jwt.out" \
+  || fail "configure-auth --jwt"
+grep -q "configured auth/$JMOUNT at $VADDR" "$tmp/jwt.out" || fail "configure-auth --jwt output"
+st=$(vault GET "auth/$JMOUNT/config" "" root-token)
+[ "$st" = 200 ] || fail "jwt config read $st"
+python3 - "$tmp/resp" <<'EOF' || fail "jwt config"
+import json, sys
+d = json.load(open(sys.argv[1]))["data"]
+assert len(d["jwt_validation_pubkeys"]) == 1, d
+assert d["jwt_validation_pubkeys"][0].startswith("-----BEGIN PUBLIC KEY-----\n")
+assert d["bound_issuer"] == "https://kubernetes.default.svc.cluster.local", d
+EOF
+st=$(vault POST "auth/$JMOUNT/role/payments-api" \
+  '{"role_type":"jwt","user_claim":"sub","bound_audiences":["vault"],"bound_subject":"system:serviceaccount:payments:payments-api","token_policies":["payments-read"],"token_ttl":600}' root-token)
+[ "$st" = 204 ] || fail "jwt role write $st"
+pod_token() { # ISSUER_DIR -> a pod token signed by that issuer's key
+  rm -rf "$tmp/pod" && cp -r "$1" "$tmp/pod"
+  "$ISSUER" "$tmp/pod" --sub payments:payments-api --aud vault > /dev/null
+  cat "$tmp/pod/token"
+}
+jlogin() { vault POST "auth/$JMOUNT/login" "{\"role\":\"payments-api\",\"jwt\":\"$1\"}"; }
+POD_OLD=$(pod_token "$tmp/iss")
+st=$(jlogin "$POD_OLD")
+[ "$st" = 200 ] || fail "jwt login with the pinned key gave $st: $(cat "$tmp/resp")"
+python3 -c 'import json,sys; a=json.load(open(sys.argv[1]))["auth"]; assert a["policies"]==["default","payments-read"] and a["metadata"]=={"role":"payments-api"}, a' "$tmp/resp" \
+  || fail "jwt login body"
+ok "configure-auth --jwt: auth/$JMOUNT validates pod tokens offline with the pinned key"
+
 # --- issuer key rotation: the API server publishes a new key beside the old
 # one; the operator pushes the set, the bridge pins it (check-and-set), and a
 # token signed by the NEW key then re-bootstraps (it would be bad_token if
@@ -240,6 +278,16 @@ cp "$tmp/jwks-union.json" "$tmp/jwks-served.json"
 kill -HUP "$k8s_pid"
 wait_for "$tmp/bridge.log" 'pinned issuer keys updated \(2 keys\)' 20
 ok "rotation: new issuer key published beside the old one -> pushed and pinned (2 keys)"
+wait_for "$tmp/bridge.log" "Vault auth/$JMOUNT/config now has the rotated issuer keys" 20
+st=$(vault GET "auth/$JMOUNT/config" "" root-token)
+python3 -c 'import json,sys; assert len(json.load(open(sys.argv[1]))["data"]["jwt_validation_pubkeys"])==2' "$tmp/resp" \
+  || fail "jwt config after the rotation"
+POD_NEW=$(pod_token "$tmp/iss2")
+st=$(jlogin "$POD_NEW")
+[ "$st" = 200 ] || fail "jwt login with the rotated-in key gave $st: $(cat "$tmp/resp")"
+st=$(jlogin "$POD_OLD")
+[ "$st" = 200 ] || fail "jwt login with the old key during the rotation gave $st"
+ok "rotation: the bridge rewrote auth/$JMOUNT/config (2 keys); a token of the new key logs in"
 kill "$op_pid"
 wait "$op_pid" 2>/dev/null || true
 timeout 60 "$OPERATOR" "${B[@]}" --kubeconfig "$KC" --token-file "$tmp/iss2/token" \
@@ -248,5 +296,31 @@ timeout 60 "$OPERATOR" "${B[@]}" --kubeconfig "$KC" --token-file "$tmp/iss2/toke
 grep -q '"event":"bootstrap_issued".*re-issued' "$tmp/operator2.out" || fail "no re-bootstrap"
 grep -q '"op":"pong"' "$tmp/operator2.out" || fail "no answer after the re-bootstrap"
 ok "a token signed by the rotated-in key re-bootstraps against the updated pinned set"
+
+# the old key is dropped: pinned set and Vault's JWT config follow
+"$ISSUER" "$tmp/iss2" > /dev/null # a fresh operator token (the last one is in the replay list)
+cp "$tmp/iss2/jwks.json" "$tmp/jwks-served.json"
+kill -HUP "$k8s_pid"
+"$OPERATOR" "${B[@]}" --kubeconfig "$KC" --token-file "$tmp/iss2/token" -o json \
+  --jwks-interval 1 > "$tmp/operator3.out" 2> "$tmp/operator3.log" &
+pids+=($!)
+wait_for "$tmp/bridge.log" 'pinned issuer keys updated \(1 keys\)' 30
+n=0
+until [ "$(grep -c "Vault auth/$JMOUNT/config now has the rotated issuer keys" "$tmp/bridge.log")" -ge 2 ]; do
+  n=$((n + 1)); [ $n -lt 100 ] || fail "Vault JWT config not updated after the old key was dropped"
+  sleep 0.2
+done
+st=$(vault GET "auth/$JMOUNT/config" "" root-token)
+python3 -c 'import json,sys; assert len(json.load(open(sys.argv[1]))["data"]["jwt_validation_pubkeys"])==1' "$tmp/resp" \
+  || fail "jwt config after the old key was dropped"
+st=$(jlogin "$POD_OLD")
+[ "$st" = 403 ] && grep -q 'no known key successfully validated' "$tmp/resp" \
+  || fail "a token of the dropped key gave $st: $(cat "$tmp/resp")"
+st=$(jlogin "$POD_NEW")
+[ "$st" = 200 ] || fail "jwt login with the new key after the drop gave $st"
+ok "old key dropped: Vault's JWT auth refuses its tokens (403), the new key's still log in"
+if grep -qF -- "bridge-token" "$tmp/bridge.log" "$tmp/bridge.out"; then
+  fail "the bridge printed its Vault token"
+fi
 
 echo "$checks passed, 0 failed"

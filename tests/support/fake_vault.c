@@ -8,6 +8,8 @@
 #include <curl/curl.h>
 
 #include <errno.h>
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <microhttpd.h>

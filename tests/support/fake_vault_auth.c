@@ -14,11 +14,23 @@
  * answer with status.authenticated true, no status.error, overlapping
  * audiences and the username and uid of the claims. Any failure of the
  * review is 403 {"errors":["permission denied"]}.
+ *
+ * The JWT method's login (API.md A5 "JWT auth method with static keys",
+ * and Vault's documented auth/jwt API: vault-plugin-auth-jwt path_login.go
+ * and path_role.go, whose messages are copied) is fully offline: the
+ * signature must verify (GnuTLS, independently of the library under test)
+ * against one of the config's jwt_validation_pubkeys with an algorithm of
+ * jwt_supported_algs (RS256, ES256 here); then iss against bound_issuer,
+ * exp/nbf (60 s leeway), aud against the role's bound_audiences (required
+ * when the token has an aud), sub against bound_subject, bound_claims (JSON
+ * pointers, string or list of strings), and the role's user_claim must be
+ * present. The answer's metadata is {"role": ...} plus the claim_mappings.
  */
 
 typedef struct fv_role {
     char *name;
     json_t *names, *namespaces, *policies; /* arrays of strings */
+    json_t *body; /* the JWT method's role as written */
     int ttl;
     struct fv_role *next;
 } fv_role;
@@ -39,6 +51,7 @@ typedef struct fv_login {
     json_t *policies;
     int ttl;
     char *mount_type;
+    json_t *meta; /* set: a JWT login, already verified (no TokenReview) */
 } fv_login;
 
 static void login_free(fv_login *l)
@@ -51,6 +64,7 @@ static void login_free(fv_login *l)
     free(l->jwt);
     free(l->role);
     free(l->mount_type);
+    json_decref(l->meta);
     json_decref(l->aud);
     json_decref(l->policies);
     free(l);
@@ -77,6 +91,7 @@ static void free_auths(fake_vault *fv)
             json_decref(r->names);
             json_decref(r->namespaces);
             json_decref(r->policies);
+            json_decref(r->body);
             free(r);
             r = nr;
         }
@@ -275,6 +290,17 @@ static int auth_serve(fake_vault *fv, const char *method, const char *path, json
                 return 1;
             }
         }
+        if (strcmp(m->type, "jwt") == 0) {
+            const char *rt = json_string_value(json_object_get(body, "role_type"));
+            if (!json_is_string(json_object_get(body, "user_claim"))) {
+                answer_errors(a, 400, 1, "a user claim must be defined on the role");
+                return 1;
+            }
+            if (rt && strcmp(rt, "jwt") != 0 && strcmp(rt, "oidc") != 0) {
+                answer_errors(a, 400, 1, "invalid 'role_type'");
+                return 1;
+            }
+        }
         for (pp = &m->roles; *pp; pp = &(*pp)->next)
             if (strcmp((*pp)->name, name) == 0)
                 break;
@@ -287,7 +313,9 @@ static int auth_serve(fake_vault *fv, const char *method, const char *path, json
             json_decref(r->names);
             json_decref(r->namespaces);
             json_decref(r->policies);
+            json_decref(r->body);
         }
+        r->body = json_deep_copy(body);
         r->names = str_array_or(json_object_get(body, "bound_service_account_names"));
         r->namespaces = str_array_or(json_object_get(body, "bound_service_account_namespaces"));
         r->policies = str_array_or(json_object_get(body, "token_policies")
@@ -300,6 +328,244 @@ static int auth_serve(fake_vault *fv, const char *method, const char *path, json
         return 1;
     }
     return 0;
+}
+
+/* base64url (no padding) into a new buffer of *len bytes; NULL on error. */
+static unsigned char *b64url_bin(const char *s, size_t n, size_t *len)
+{
+    char *p = b64url_decode(s, n);
+    if (!p)
+        return NULL;
+    *len = n * 6 / 8;
+    return (unsigned char *)p;
+}
+
+/* 1 if the JWS signature verifies with one of the PEM keys (GnuTLS). */
+static int jwt_sig_ok(const char *jwt, const char *alg, json_t *pems)
+{
+    const char *d1 = strchr(jwt, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+    gnutls_datum_t data, sig, der = {NULL, 0};
+    unsigned char *raw;
+    size_t rl = 0, i;
+    json_t *k;
+    int ok = 0, ec = strcmp(alg, "ES256") == 0;
+
+    if (!d2 || (!ec && strcmp(alg, "RS256") != 0))
+        return 0;
+    raw = b64url_bin(d2 + 1, strlen(d2 + 1), &rl);
+    if (!raw)
+        return 0;
+    data.data = (unsigned char *)jwt;
+    data.size = (unsigned)(d2 - jwt);
+    sig.data = raw;
+    sig.size = (unsigned)rl;
+    if (ec) { /* JWS carries r || s; GnuTLS wants the DER Ecdsa-Sig-Value */
+        gnutls_datum_t r = {raw, 32}, s = {raw + 32, 32};
+        if (rl != 64 || gnutls_encode_rs_value(&der, &r, &s) < 0) {
+            free(raw);
+            return 0;
+        }
+        sig = der;
+    }
+    json_array_foreach(pems, i, k) {
+        gnutls_pubkey_t pk;
+        gnutls_datum_t pd;
+        if (!json_is_string(k) || gnutls_pubkey_init(&pk) < 0)
+            continue;
+        pd.data = (unsigned char *)(uintptr_t)json_string_value(k);
+        pd.size = (unsigned)json_string_length(k);
+        if (gnutls_pubkey_import(pk, &pd, GNUTLS_X509_FMT_PEM) >= 0 &&
+            gnutls_pubkey_verify_data2(pk, ec ? GNUTLS_SIGN_ECDSA_SHA256 : GNUTLS_SIGN_RSA_SHA256,
+                                       0, &data, &sig) >= 0)
+            ok = 1;
+        gnutls_pubkey_deinit(pk);
+        if (ok)
+            break;
+    }
+    gnutls_free(der.data);
+    free(raw);
+    return ok;
+}
+
+/* A claim by JSON pointer ("/a/b") or plain name. */
+static json_t *claim_at(json_t *cl, const char *ptr)
+{
+    char buf[256], *save = NULL, *t;
+    json_t *v = cl;
+    if (ptr[0] != '/')
+        return json_object_get(cl, ptr);
+    snprintf(buf, sizeof buf, "%s", ptr + 1);
+    for (t = strtok_r(buf, "/", &save); t && v; t = strtok_r(NULL, "/", &save))
+        v = json_object_get(v, t);
+    return v;
+}
+
+static int in_list(json_t *list_or_str, const char *v)
+{
+    size_t i;
+    json_t *x;
+    if (json_is_string(list_or_str))
+        return strcmp(json_string_value(list_or_str), v) == 0;
+    json_array_foreach(list_or_str, i, x)
+        if (json_is_string(x) && strcmp(json_string_value(x), v) == 0)
+            return 1;
+    return 0;
+}
+
+/* POST auth/<jwt mount>/login: everything offline (lock held). */
+static int jwt_login(fake_vault *fv, fv_auth *m, const char *method, const char *body,
+                     size_t blen, answer *a, fv_login **out)
+{
+    json_t *in, *role, *jwt, *cl = NULL, *hd = NULL, *rb, *v, *aud, *bc, *cm, *meta;
+    const char *tok, *d1, *alg, *uc, *rt;
+    json_error_t je;
+    fv_role *r;
+    fv_login *l;
+    char *h;
+    const char *fail = NULL;
+    unsigned code = 403;
+    time_t now = time(NULL);
+    size_t i;
+    (void)fv;
+
+    if (strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0) {
+        answer_errors(a, 405, 1, MSG_UNSUPPORTED);
+        return 1;
+    }
+    in = json_loadb(body ? body : "{}", body ? blen : 2, 0, &je);
+    role = json_object_get(in, "role");
+    jwt = json_object_get(in, "jwt");
+    if (!json_is_object(in)) {
+        json_decref(in);
+        answer_errors(a, 400, 1, "error parsing JSON");
+        return 1;
+    }
+    if (!json_is_string(jwt) || !json_string_length(jwt)) {
+        json_decref(in);
+        answer_errors(a, 400, 1, "missing token");
+        return 1;
+    }
+    if (!json_is_string(role) || !json_string_length(role)) {
+        json_decref(in);
+        answer_errors(a, 400, 1, "missing role");
+        return 1;
+    }
+    for (r = m->roles; r; r = r->next)
+        if (strcmp(r->name, json_string_value(role)) == 0)
+            break;
+    if (!r) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "role \"%.200s\" could not be found", json_string_value(role));
+        json_decref(in);
+        answer_errors(a, 400, 1, msg);
+        return 1;
+    }
+    if (!m->config) {
+        json_decref(in);
+        answer_errors(a, 400, 1, "could not load configuration");
+        return 1;
+    }
+    rb = r->body;
+    rt = json_string_value(json_object_get(rb, "role_type"));
+    if (!rt || strcmp(rt, "jwt") != 0) {
+        json_decref(in);
+        answer_errors(a, 400, 1, "role with oidc role_type is not allowed");
+        return 1;
+    }
+    tok = json_string_value(jwt);
+    d1 = strchr(tok, '.');
+    h = d1 ? b64url_decode(tok, (size_t)(d1 - tok)) : NULL;
+    hd = h ? json_loads(h, 0, &je) : NULL;
+    free(h);
+    cl = jwt_claims(tok);
+    alg = json_string_value(json_object_get(hd, "alg"));
+    if (!cl || !alg) {
+        fail = "error validating token: go-jose/go-jose: compact JWS format must have three "
+               "parts";
+        code = 400;
+    } else if (json_object_get(m->config, "jwt_supported_algs")
+                   ? !in_list(json_object_get(m->config, "jwt_supported_algs"), alg)
+                   : strcmp(alg, "RS256") != 0) {
+        fail = "error validating token: token signed with an unsupported algorithm";
+    } else if (!jwt_sig_ok(tok, alg, json_object_get(m->config, "jwt_validation_pubkeys"))) {
+        fail = "error validating token: error verifying token signature: no known key "
+               "successfully validated the token signature";
+    } else if (json_is_string(json_object_get(m->config, "bound_issuer")) &&
+               !json_equal(json_object_get(cl, "iss"),
+                           json_object_get(m->config, "bound_issuer"))) {
+        fail = "error validating claims: validation failed, invalid issuer claim (iss)";
+    } else if (!json_is_integer(json_object_get(cl, "exp")) ||
+               json_integer_value(json_object_get(cl, "exp")) + 60 < (json_int_t)now) {
+        fail = "error validating claims: validation failed, token is expired (exp)";
+    } else if (json_is_integer(json_object_get(cl, "nbf")) &&
+               json_integer_value(json_object_get(cl, "nbf")) - 60 > (json_int_t)now) {
+        fail = "error validating claims: validation failed, token not valid yet (nbf)";
+    }
+    aud = json_object_get(cl, "aud");
+    if (!fail && aud) {
+        json_t *ba = json_object_get(rb, "bound_audiences");
+        int hit = 0;
+        if (!json_array_size(ba) && !json_is_string(ba)) {
+            fail = "error validating claims: audience claim found in JWT but no audiences bound "
+                   "to the role";
+        } else {
+            json_t *x;
+            if (json_is_string(aud))
+                hit = in_list(ba, json_string_value(aud));
+            json_array_foreach(aud, i, x)
+                if (json_is_string(x) && in_list(ba, json_string_value(x)))
+                    hit = 1;
+            if (!hit)
+                fail = "error validating claims: validation failed, invalid audience claim "
+                       "(aud)";
+        }
+    }
+    if (!fail && json_is_string(json_object_get(rb, "bound_subject")) &&
+        !json_equal(json_object_get(rb, "bound_subject"), json_object_get(cl, "sub")))
+        fail = "error validating claims: sub claim does not match bound subject";
+    bc = json_object_get(rb, "bound_claims");
+    if (!fail && json_is_object(bc)) {
+        const char *ptr;
+        json_object_foreach(bc, ptr, v) {
+            json_t *c = claim_at(cl, ptr);
+            if (!json_is_string(c) || !in_list(v, json_string_value(c))) {
+                fail = "error validating claims: claim does not match any associated bound "
+                       "claim values";
+                break;
+            }
+        }
+    }
+    uc = json_string_value(json_object_get(rb, "user_claim"));
+    if (!fail && (!uc || !json_is_string(claim_at(cl, uc))))
+        fail = "error validating claims: claim not found in token: user_claim";
+    if (fail) {
+        json_decref(hd);
+        json_decref(cl);
+        json_decref(in);
+        answer_errors(a, code, 1, fail);
+        return 1;
+    }
+    meta = json_pack("{s:s}", "role", r->name);
+    cm = json_object_get(rb, "claim_mappings");
+    if (json_is_object(cm)) {
+        const char *ptr;
+        json_object_foreach(cm, ptr, v) {
+            json_t *c = claim_at(cl, ptr);
+            if (json_is_string(v) && json_is_string(c))
+                json_object_set(meta, json_string_value(v), c);
+        }
+    }
+    l = calloc(1, sizeof *l);
+    l->role = strdup(r->name);
+    l->policies = json_incref(r->policies);
+    l->ttl = r->ttl;
+    l->mount_type = strdup("jwt");
+    l->meta = meta;
+    json_decref(hd);
+    json_decref(cl);
+    json_decref(in);
+    *out = l;
+    return 1;
 }
 
 /* POST auth/<path>/login (no token needed; lock held). 1 if handled. */
@@ -318,9 +584,10 @@ static int auth_login(fake_vault *fv, const char *method, const char *path, cons
     if (strncmp(path, "auth/", 5) != 0 || !(slash = strchr(path + 5, '/')) ||
         strcmp(slash, "/login") != 0)
         return 0;
-    if (!(m = find_auth(fv, path + 5, (size_t)(slash - path - 5))) ||
-        strcmp(m->type, "kubernetes") != 0)
-        return 0; /* the JWT method's login is not served by this fake */
+    if (!(m = find_auth(fv, path + 5, (size_t)(slash - path - 5))))
+        return 0;
+    if (strcmp(m->type, "jwt") == 0)
+        return jwt_login(fv, m, method, body, blen, a, out);
     if (strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0) {
         answer_errors(a, 405, 1, MSG_UNSUPPORTED);
         return 1;
@@ -544,7 +811,7 @@ static void login_finish(fake_vault *fv, fv_login *l, answer *a)
     char tok[40], acc[40], ent[37];
     fv_token *t;
 
-    if (!token_review(fv, l)) {
+    if (!l->meta && !token_review(fv, l)) {
         answer_errors(a, 403, 1, "permission denied");
         return;
     }
@@ -555,9 +822,12 @@ static void login_finish(fake_vault *fv, fv_login *l, answer *a)
     pol = json_array();
     json_array_append_new(pol, json_string("default"));
     json_array_extend(pol, l->policies);
-    meta = json_pack("{s:s,s:s,s:s,s:s,s:s}", "role", l->role, "service_account_name",
-                     l->sa_name, "service_account_namespace", l->sa_ns,
-                     "service_account_secret_name", "", "service_account_uid", l->sa_uid);
+    if (l->meta)
+        meta = json_deep_copy(l->meta);
+    else
+        meta = json_pack("{s:s,s:s,s:s,s:s,s:s}", "role", l->role, "service_account_name",
+                         l->sa_name, "service_account_namespace", l->sa_ns,
+                         "service_account_secret_name", "", "service_account_uid", l->sa_uid);
     auth = json_pack("{s:s,s:s,s:O,s:O,s:o,s:i,s:b,s:s,s:s,s:b,s:n,s:i}", "client_token", tok,
                      "accessor", acc, "policies", pol, "token_policies", pol, "metadata", meta,
                      "lease_duration", l->ttl, "renewable", 1, "entity_id", ent, "token_type",

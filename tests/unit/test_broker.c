@@ -831,6 +831,151 @@ START_TEST(broker_in_flight_limit)
 }
 END_TEST
 
+/* ---- certificate renewal ---- */
+
+static volatile int64_t g_skew_ms; /* added to the broker context's wall clock */
+
+static int64_t skewed_wall(void *u)
+{
+    struct timespec ts;
+    (void)u;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + __atomic_load_n(&g_skew_ms,
+                                                                              __ATOMIC_SEQ_CST);
+}
+
+/* The serial number of the certificate a new TLS connection to the broker sees. */
+static void served_serial(world *w, char *out, size_t n)
+{
+    CURL *c = curl_easy_init();
+    struct curl_certinfo *ci = NULL;
+    char url[256];
+    hres r;
+    int i;
+    out[0] = 0;
+    memset(&r, 0, sizeof r);
+    snprintf(url, sizeof url, "https://localhost:%u/v1/sys/health", (unsigned)ct_broker_port(w->br));
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, w->ca_pem_file);
+    curl_easy_setopt(c, CURLOPT_CERTINFO, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
+    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+    ck_assert_int_eq(curl_easy_getinfo(c, CURLINFO_CERTINFO, &ci), CURLE_OK);
+    ck_assert_ptr_nonnull(ci);
+    ck_assert_int_ge(ci->num_of_certs, 1);
+    for (struct curl_slist *l = ci->certinfo[0]; l; l = l->next)
+        if (strncmp(l->data, "Serial Number:", 14) == 0)
+            snprintf(out, n, "%s", l->data + 14);
+    for (i = 0; out[i]; i++)
+        ;
+    ck_assert_int_gt(i, 0);
+    curl_easy_cleanup(c);
+}
+
+static int wait_certs(world *w, uint32_t n, int ms)
+{
+    for (; ms > 0; ms -= 20) {
+        if (ct_broker_cert_count(w->br) >= n)
+            return 1;
+        usleep(20000);
+    }
+    return 0;
+}
+
+/*
+ * The certificate is renewed once the broker's wall clock passes half its
+ * lifetime (renew_permille 500; the clock is skewed forward by 16 of its 30
+ * days): a request in flight meanwhile finishes on the old server, new TLS
+ * connections see the new serial. A failing renewal is retried with backoff.
+ */
+START_TEST(broker_cert_renewal)
+{
+    static const char *const names[] = {"localhost", "127.0.0.1"};
+    ct_broker_options bo = CT_BROKER_OPTIONS_INIT;
+    ct_ctx_options co = CT_CTX_OPTIONS_INIT;
+    ct_ctx *bctx = NULL;
+    char s0[256], s1[256], *pem;
+    int64_t na0;
+    pthread_t t;
+    ct_error err;
+    world w;
+    par p;
+    FILE *f;
+
+    world_start(&w, NULL, 0);
+    g_skew_ms = 0;
+    co.wall_ms = skewed_wall;
+    ck_ok(ct_ctx_new(&co, &bctx, &err), &err);
+    bo.forward = fwd;
+    bo.up = is_up;
+    bo.forward_arg = &w;
+    bo.host = "127.0.0.1";
+    bo.names = names;
+    bo.n_names = 2;
+    bo.renew_permille = 500;
+    bo.retry_ms = 100;
+    ck_ok(ct_broker_new(bctx, &bo, &w.br, &err), &err);
+    ck_ok(ct_broker_start(w.br, 5000, &err), &err);
+    ck_assert_uint_eq(ct_broker_cert_count(w.br), 1);
+    na0 = ct_broker_not_after(w.br);
+    ck_ok(ct_broker_ca_pem(w.br, &pem, &err), &err);
+    snprintf(w.ca_pem_file, sizeof w.ca_pem_file, "/tmp/ct-broker-ca-%d-r.pem", (int)getpid());
+    f = fopen(w.ca_pem_file, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(pem, f);
+    fclose(f);
+    ct_free(pem);
+    served_serial(&w, s0, sizeof s0);
+    /* not due yet: nothing happens */
+    usleep(1500000);
+    ck_assert_uint_eq(ct_broker_cert_count(w.br), 1);
+
+    /* a slow request in flight while the certificate is renewed */
+    w.delay_ms = 2500;
+    p.w = &w;
+    ck_assert_int_eq(pthread_create(&t, NULL, par_run, &p), 0);
+    usleep(500000);
+    __atomic_store_n(&g_skew_ms, (int64_t)16 * 86400 * 1000, __ATOMIC_SEQ_CST);
+    ck_assert_msg(wait_certs(&w, 2, 15000), "not renewed");
+    __atomic_store_n(&g_skew_ms, 0, __ATOMIC_SEQ_CST);
+    w.delay_ms = 0;
+    pthread_join(t, NULL);
+    ck_assert_int_eq(p.r.status, 200); /* finished on the old server */
+    ck_assert_ptr_nonnull(strstr(p.r.body, "p1-secret"));
+    served_serial(&w, s1, sizeof s1);
+    ck_assert_str_ne(s0, s1);
+    ck_assert_int_ge(ct_broker_not_after(w.br), na0);
+    /* the server still serves pods normally */
+    {
+        hres r;
+        pod(&w, "GET", "secret/data/app1/db", "pod1-token", NULL, &r);
+        ck_assert_int_eq(r.status, 200);
+    }
+
+    /* a failing renewal is retried, then succeeds */
+    {
+        uint32_t n = ct_broker_cert_count(w.br);
+        w.force = CT_E_TIMEOUT;
+        __atomic_store_n(&g_skew_ms, (int64_t)16 * 86400 * 1000, __ATOMIC_SEQ_CST);
+        usleep(1500000); /* several attempts fail */
+        ck_assert_uint_eq(ct_broker_cert_count(w.br), n);
+        w.force = CT_OK;
+        ck_assert_msg(wait_certs(&w, n + 1, 15000), "not renewed after the failures");
+        __atomic_store_n(&g_skew_ms, 0, __ATOMIC_SEQ_CST);
+    }
+    {
+        char s2[256];
+        usleep(300000);
+        served_serial(&w, s2, sizeof s2);
+        ck_assert_str_ne(s1, s2);
+    }
+    world_stop(&w);
+    ct_ctx_free(bctx);
+}
+END_TEST
+
 START_TEST(broker_options)
 {
     ct_broker_options bo = CT_BROKER_OPTIONS_INIT;
@@ -871,6 +1016,7 @@ Suite *ct_test_suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, allowlist);
+    tcase_add_test(tc, broker_cert_renewal);
     tcase_add_test(tc, broker_options);
     tcase_add_test(tc, proxy_token_passthrough);
     tcase_add_test(tc, proxy_refusals);

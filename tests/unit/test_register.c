@@ -277,6 +277,73 @@ START_TEST(test_deregister)
 }
 END_TEST
 
+/* Migrated copies (migrate_server.c layout) are never deleted without being told. */
+START_TEST(test_deregister_migrated_data)
+{
+    static const char rec[] = "{\"v\":1,\"namespace\":\"apps\",\"name\":\"db\",\"state\":\"deleted\"}";
+    ct_deregister_options d = CT_DEREGISTER_OPTIONS_INIT;
+    struct fx f;
+    ct_error err;
+    size_t n = 99;
+    ct_secret *v = NULL;
+
+    fx_open(&f, _i, NULL);
+    ck_ok(ct_register(f.ctx, f.store, FP1, NULL, NULL, &err), &err);
+    ck_ok(ct_store_put(f.store, "clusters/" FP1 "/secrets/apps/db", rec, strlen(rec),
+                       CT_STORE_CREATE, NULL, &err), &err);
+    ck_ok(ct_store_put(f.store, "clusters/" FP1 "/secrets/apps/web", rec, strlen(rec),
+                       CT_STORE_CREATE, NULL, &err), &err);
+    ck_ok(ct_store_put(f.store, "clusters/" FP1 "/reviewer", "{}", 2, CT_STORE_CREATE, NULL,
+                       &err), &err);
+    /* the default refuses, names the count and the options, deletes nothing */
+    ck_err(ct_deregister(f.ctx, f.store, FP1, &err), CT_E_CONFLICT, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "2 migrated Secret copies"));
+    ck_assert_ptr_nonnull(strstr(err.message, "--keep-data"));
+    ck_assert_ptr_nonnull(strstr(err.message, "--delete-data"));
+    ck_err(ct_deregister_ex(f.ctx, f.store, FP1, NULL, &n, &err), CT_E_CONFLICT, &err);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(count_keys(f.store, "clusters/" FP1 "/"), 6);
+    /* bad options */
+    d.data = 7;
+    ck_err(ct_deregister_ex(f.ctx, f.store, FP1, &d, NULL, &err), CT_E_INVALID, &err);
+    d.version = 99;
+    ck_err(ct_deregister_ex(f.ctx, f.store, FP1, &d, NULL, &err), CT_E_VERSION, &err);
+    d.version = CT_DEREGISTER_OPTIONS_VERSION;
+    /* keep: revoked (no CA, no registration), the copies untouched */
+    d.data = CT_DEREGISTER_KEEP_DATA;
+    n = 0;
+    ck_ok(ct_deregister_ex(f.ctx, f.store, FP1, &d, &n, &err), &err);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(count_keys(f.store, "clusters/" FP1 "/"), 2);
+    ck_err(ct_store_get(f.store, "clusters/" FP1 "/ca", &v, NULL, &err), CT_E_NOTFOUND, &err);
+    ck_ok(ct_store_get(f.store, "clusters/" FP1 "/secrets/apps/db", &v, NULL, &err), &err);
+    ck_assert_mem_eq(ct_secret_data(v), rec, strlen(rec));
+    ct_secret_free(v);
+    v = NULL;
+    /* not registered any more; keeping again says what is left */
+    ck_err(ct_deregister_ex(f.ctx, f.store, FP1, &d, NULL, &err), CT_E_NOTFOUND, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "2 migrated Secret copies are kept"));
+    ck_err(ct_deregister(f.ctx, f.store, FP1, &err), CT_E_NOTFOUND, &err);
+    /* registering the same cluster again works with the kept copies in place */
+    ck_ok(ct_register(f.ctx, f.store, FP1, NULL, NULL, &err), &err);
+    ck_assert_uint_eq(count_keys(f.store, "clusters/" FP1 "/"), 5);
+    /* delete: everything goes, the count is reported */
+    d.data = CT_DEREGISTER_DELETE_DATA;
+    n = 0;
+    ck_ok(ct_deregister_ex(f.ctx, f.store, FP1, &d, &n, &err), &err);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(count_keys(f.store, "clusters/" FP1 "/"), 0);
+    /* data only (kept earlier): delete-data still clears it */
+    ck_ok(ct_store_put(f.store, "clusters/" FP1 "/secrets/apps/db", rec, strlen(rec),
+                       CT_STORE_CREATE, NULL, &err), &err);
+    ck_ok(ct_deregister_ex(f.ctx, f.store, FP1, &d, &n, &err), &err);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(count_keys(f.store, "clusters/" FP1 "/"), 0);
+    ck_err(ct_deregister_ex(f.ctx, f.store, FP1, &d, &n, &err), CT_E_NOTFOUND, &err);
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(test_states)
 {
     struct fx f;
@@ -463,6 +530,7 @@ Suite *ct_test_suite(void)
     tcase_add_loop_test(tc, test_conflict_keeps_records, 0, 2);
     tcase_add_loop_test(tc, test_conflict_on_leftover_ca, 0, 2);
     tcase_add_loop_test(tc, test_deregister, 0, 2);
+    tcase_add_loop_test(tc, test_deregister_migrated_data, 0, 2);
     tcase_add_loop_test(tc, test_states, 0, 2);
     tcase_add_loop_test(tc, test_corrupt_record, 0, 2);
     tcase_add_loop_test(tc, test_invalid, 0, 2);

@@ -809,6 +809,161 @@ START_TEST(jwks_rotation_rules)
 }
 END_TEST
 
+/* A shared fixture's text (malloc'ed). */
+static char *shared_fixture(const char *name)
+{
+    char path[1024], *b;
+    FILE *f;
+    long n;
+    snprintf(path, sizeof path, "%s/%s", getenv("CT_SHARED_FIXTURES"), name);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    rewind(f);
+    b = calloc(1, (size_t)n + 1);
+    ck_assert_int_eq(fread(b, 1, (size_t)n, f), n);
+    fclose(f);
+    return b;
+}
+
+/* The fake Vault's config of `mount` (parsed). */
+static json_t *jwt_config(fake_vault *fv, const char *mount)
+{
+    char *c = fake_vault_auth_config(fv, mount);
+    json_error_t je;
+    json_t *j;
+    ck_assert_ptr_nonnull(c);
+    j = json_loads(c, 0, &je);
+    free(c);
+    ck_assert_ptr_nonnull(j);
+    return j;
+}
+
+/*
+ * The offline fallback: ct_review_configure_vault_jwt writes the pinned
+ * keys as PEM (the fixture key gives exactly the fixture's PEM), and the
+ * sink keeps that config current with its own narrow token; a Vault failure
+ * does not fail the push, is reported as "vault":"failed", and the next push
+ * of the same set repairs it.
+ */
+START_TEST(vault_jwt_config_follows_rotation)
+{
+    static const char *const prefixes[] = {"auth/jwt-"};
+    char *fixture = shared_fixture("k8s-jwks.json"), *want = shared_fixture(
+                                                          "vault-jwt-config-offline-request.json");
+    char *c1 = canonical(fixture), *rec_s, *j2 = NULL, *sup, *ans = NULL, mount[128];
+    ct_vault_options root = CT_VAULT_OPTIONS_INIT, bridge = CT_VAULT_OPTIONS_INIT;
+    fake_vault *fv = fake_vault_start(NULL);
+    ct_review_jwks_sink *k = NULL;
+    ct_key *k2 = NULL;
+    json_t *rec, *cfg, *w;
+    json_error_t je;
+    ct_error err;
+    char ca[1024];
+
+    ck_assert_ptr_nonnull(fv);
+    fake_vault_add_token(fv, "root-token", 1);
+    fake_vault_add_token(fv, "weak-token", 0);
+    fake_vault_add_token_prefixes(fv, "bridge-token", "jwt-update", prefixes, 1);
+    snprintf(ca, sizeof ca, "%s/tls/ca.pem", getenv("CT_TEST_FIXTURES"));
+    root.address = bridge.address = fake_vault_addr(fv);
+    root.ca_file = bridge.ca_file = ca;
+    root.token = "weak-token";
+    bridge.token = "bridge-token";
+    /* not bootstrapped: nothing pinned to configure */
+    ck_err(ct_review_configure_vault_jwt(g_ctx, g_store, &root, NULL, FP, 1, mount, &err),
+           CT_E_STATE, &err);
+    ck_assert_str_eq(mount, "");
+    rec = json_pack("{s:i,s:s,s:I,s:I,s:s,s:o,s:s,s:s,s:i,s:[]}", "v", 1, "fingerprint", FP,
+                    "initialized_at", (json_int_t)1767225600000, "updated_at",
+                    (json_int_t)1767225600000, "audience", "cloudtaser-bridge", "jwks",
+                    json_loads(c1, 0, &je), "issuer",
+                    "https://kubernetes.default.svc.cluster.local", "subject",
+                    "system:serviceaccount:cloudtaser:operator", "reissues", 0, "jtis");
+    rec_s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(rec);
+    ck_ok(ct_store_put(g_store, "clusters/" FP "/initialized", rec_s, strlen(rec_s), 0, NULL,
+                       &err), &err);
+    free(rec_s);
+    /* a token without the policy: refused, nothing recorded */
+    ck_err(ct_review_configure_vault_jwt(g_ctx, g_store, &root, NULL, FP, 1, mount, &err),
+           CT_E_DENIED, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "sys/auth/jwt-0ad50c05"));
+    {
+        ct_secret *v = NULL;
+        ck_err(ct_store_get(g_store, "clusters/" FP "/vault-jwt", &v, NULL, &err),
+               CT_E_NOTFOUND, &err);
+    }
+    root.token = "root-token";
+    ck_ok(ct_review_configure_vault_jwt(g_ctx, g_store, &root, NULL, FP, 1, mount, &err), &err);
+    ck_assert_str_eq(mount, "jwt-0ad50c05");
+    /* the fixture's RSA key converts to exactly the fixture's PEM */
+    cfg = jwt_config(fv, "jwt-0ad50c05");
+    w = json_loads(want, 0, &je);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(json_equal(json_object_get(cfg, "jwt_validation_pubkeys"),
+                         json_object_get(w, "jwt_validation_pubkeys")));
+    ck_assert(json_equal(json_object_get(cfg, "bound_issuer"), json_object_get(w, "bound_issuer")));
+    json_decref(w);
+    json_decref(cfg);
+    /* again: the mount exists, fine */
+    ck_ok(ct_review_configure_vault_jwt(g_ctx, g_store, &root, "jwt-0ad50c05", FP, 1, NULL,
+                                        &err), &err);
+
+    ck_ok(ct_review_jwks_sink_new(g_ctx, g_store, &k, &err), &err);
+    ck_ok(ct_review_jwks_sink_set_vault(k, &bridge, &err), &err);
+    ck_ok(push(k, fixture, &ans, &err), &err);
+    ck_assert_str_eq(ans, "{\"status\":\"unchanged\",\"keys\":1}");
+    free(ans);
+    /* a rotation while Vault fails: pinned, Vault not updated, reported */
+    ck_ok(ct_key_generate(g_ctx, &k2, &err), &err);
+    ck_ok(ct_jwks_from_key(k2, &j2, &err), &err);
+    sup = union_sets(fixture, j2);
+    fake_vault_fault(fv, FV_FAULT_STATUS, 1, 500, "POST", "auth/jwt-0ad50c05/config", NULL);
+    ck_ok(push(k, sup, &ans, &err), &err);
+    ck_assert_str_eq(ans, "{\"status\":\"updated\",\"keys\":2,\"vault\":\"failed\"}");
+    free(ans);
+    cfg = jwt_config(fv, "jwt-0ad50c05");
+    ck_assert_int_eq(json_array_size(json_object_get(cfg, "jwt_validation_pubkeys")), 1);
+    json_decref(cfg);
+    /* the operator pushes the same set again: Vault catches up */
+    ck_ok(push(k, sup, &ans, &err), &err);
+    ck_assert_str_eq(ans, "{\"status\":\"unchanged\",\"keys\":2,\"vault\":\"updated\"}");
+    free(ans);
+    cfg = jwt_config(fv, "jwt-0ad50c05");
+    ck_assert_int_eq(json_array_size(json_object_get(cfg, "jwt_validation_pubkeys")), 2);
+    json_decref(cfg);
+    ck_ok(push(k, sup, &ans, &err), &err);
+    ck_assert_str_eq(ans, "{\"status\":\"unchanged\",\"keys\":2}");
+    free(ans);
+    /* the old key dropped: one EC key left */
+    ck_ok(push(k, j2, &ans, &err), &err);
+    ck_assert_str_eq(ans, "{\"status\":\"updated\",\"keys\":1,\"vault\":\"updated\"}");
+    free(ans);
+    cfg = jwt_config(fv, "jwt-0ad50c05");
+    ck_assert_int_eq(json_array_size(json_object_get(cfg, "jwt_validation_pubkeys")), 1);
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_array_get(
+                                     json_object_get(cfg, "jwt_validation_pubkeys"), 0)),
+                                 "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"));
+    json_decref(cfg);
+    /* a bridge token Vault refuses (403): the push still succeeds, reported failed */
+    bridge.token = "weak-token";
+    ck_ok(push(k, sup, &ans, &err), &err);
+    ck_assert_str_eq(ans, "{\"status\":\"updated\",\"keys\":2,\"vault\":\"failed\"}");
+    free(ans);
+    bridge.token = "bridge-token";
+    ct_review_jwks_sink_free(k);
+    ct_key_free(k2);
+    ct_free(j2);
+    free(sup);
+    free(c1);
+    free(want);
+    free(fixture);
+    fake_vault_stop(fv);
+}
+END_TEST
+
 Suite *ct_test_suite(void)
 {
     Suite *s = suite_create("review");
@@ -825,6 +980,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, options_and_agent_requests);
     tcase_add_test(tc, vault_kubernetes_login_through_the_endpoint);
     tcase_add_test(tc, jwks_rotation_rules);
+    tcase_add_test(tc, vault_jwt_config_follows_rotation);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -71,6 +71,10 @@ BEACON_FLAGS_HELP
 "                           tunnel to the cluster's operator. Repeatable; the\n"
 "                           cluster must be registered. Prints \"tokenreview\n"
 "                           FP8 URL\" once listening\n"
+"  (Vault JWT auth)         with a Vault store, or VAULT_ADDR and VAULT_TOKEN set,\n"
+"                           the bridge rewrites auth/<mount>/config of clusters\n"
+"                           set up with 'cloudtaser source configure-auth --jwt'\n"
+"                           when their operator pushes rotated issuer keys\n"
 "  --migrate-template T     where migrated Kubernetes Secrets go below\n"
 "                           clusters/<fingerprint>/ (default:\n"
 "                           " CT_MIGRATE_DEFAULT_TEMPLATE ")\n"
@@ -186,6 +190,7 @@ int main(int argc, char **argv)
     ct_vault_proxy *proxy = NULL;
     ct_vault_proxy_options po = CT_VAULT_PROXY_OPTIONS_INIT;
     ct_vault_options pods_vault = CT_VAULT_OPTIONS_INIT;
+    ct_vault_options jwt_vault = CT_VAULT_OPTIONS_INIT;
     const char *extra[16];
     int serve_pods = 0, embedded = 0;
     const char *pod_policy = NULL;
@@ -329,6 +334,14 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": %s\n", err.message);
         goto out;
     }
+    /* Vault's JWT auth (configure-auth --jwt) kept current on issuer key rotation,
+       with the bridge's own token: the Vault store's, or VAULT_* if VAULT_ADDR is set */
+    if (sf.is_vault)
+        jwt_vault = sf.vault;
+    else if (getenv("VAULT_ADDR") && ct_vault_options_from_env(&jwt_vault, &err) != CT_OK)
+        fprintf(stderr, PROG ": warning: VAULT_*: %s\n", err.message);
+    if (jwt_vault.address && ct_review_jwks_sink_set_vault(sink, &jwt_vault, &err) != CT_OK)
+        fprintf(stderr, PROG ": warning: Vault JWT auth updates: %s\n", err.message);
     if (serve_pods) {
         const char *va = getenv("VAULT_ADDR");
         embedded = pod_policy || (!sf.is_vault && !(va && *va));

@@ -41,7 +41,9 @@ typedef struct opts {
     const char *fingerprint;
     /* configure-auth */
     const char *review_url, *auth_mount, *auth_addr, *auth_token_file, *auth_cacert;
-    int no_enable;
+    int no_enable, jwt;
+    /* deregister */
+    int keep_data, delete_data;
     store_flags store;
     uint32_t expiry_s;
     int json;
@@ -93,6 +95,9 @@ static void usage_cmd(FILE *f, const char *cmd)
 "Usage: " PROG " source configure-auth --fingerprint UUID --review-url URL [STORE]\n"
 "                 [--auth-mount PATH] [--auth-vault-address URL]\n"
 "                 [--auth-vault-token-file FILE] [--auth-vault-cacert FILE] [--no-enable]\n"
+"       " PROG " source configure-auth --jwt --fingerprint UUID [STORE] [--auth-mount PATH]\n"
+"                 [--auth-vault-address URL]\n"
+"                 [--auth-vault-token-file FILE] [--auth-vault-cacert FILE] [--no-enable]\n"
 "\n"
 "Vault's Kubernetes auth method reviews every login with the cluster's\n"
 "TokenReview API. With no network path from Vault to the cluster, the bridge\n"
@@ -108,12 +113,32 @@ static void usage_cmd(FILE *f, const char *cmd)
 "  path \"sys/auth/kubernetes-*\" { capabilities = [\"create\", \"update\", \"sudo\"] }\n"
 "  path \"auth/kubernetes-*\"     { capabilities = [\"create\", \"update\"] }\n"
 "(not the first with --no-enable; adjust the paths for --auth-mount).\n"
+"\n"
+"--jwt sets up the offline fallback instead: Vault's JWT auth method (default\n"
+"mount jwt-<first 8 characters of the fingerprint>) validating pods' tokens\n"
+"with the cluster's service-account issuer keys pinned at its first bootstrap\n"
+"(jwt_validation_pubkeys as PEM, bound_issuer), with no call to the cluster at\n"
+"all (so no revocation check: use short-lived tokens). The mount is recorded in\n"
+"the store; when the operator pushes rotated issuer keys, a bridge given a\n"
+"Vault (Vault store, or VAULT_ADDR and VAULT_TOKEN) rewrites the config. This\n"
+"token needs \"sys/auth/jwt-*\" as above and \"auth/jwt-*\" create/update; the\n"
+"bridge's token only update on \"auth/jwt-*\" (or the one config path).\n"
 "\n");
     else if (strcmp(cmd, "deregister") == 0)
         fprintf(f,
-"Usage: " PROG " source deregister --fingerprint UUID [STORE]\n"
+"Usage: " PROG " source deregister --fingerprint UUID [STORE] [--keep-data | --delete-data]\n"
 "\n"
-"Deletes every record of a cluster (keys, certificates, registration).\n"
+"Deletes a cluster's registration (its CA, the bridge's credentials, the\n"
+"registration and bootstrap records), so the cluster is revoked. If Secrets\n"
+"were migrated from the cluster into the store (below clusters/<fp>/, e.g.\n"
+"clusters/<fp>/secrets/<namespace>/<name>), it refuses (exit 1, nothing\n"
+"deleted) and says how many, unless told what to do with them:\n"
+"  --keep-data     revoke the cluster but keep the migrated copies where they\n"
+"                  are; to get the Secrets back later, register the same\n"
+"                  fingerprint again, deploy the operator, and run\n"
+"                  'cloudtaser target migrate restore'\n"
+"  --delete-data   delete the migrated copies too (the count is printed); a\n"
+"                  Secret whose only copy was in the store is then gone\n"
 "\n");
     else if (strcmp(cmd, "status") == 0)
         fprintf(f,
@@ -285,6 +310,14 @@ static int cmd_configure_auth(ct_ctx *ctx, ct_store *st, const opts *o)
                         "VAULT_ADDR\n");
         return EXIT_USAGE;
     }
+    if (o->jwt) {
+        if (ct_review_configure_vault_jwt(ctx, st, &av, o->auth_mount, o->fingerprint,
+                                          !o->no_enable, mount, &err) != CT_OK)
+            return fail("configure-auth", &err);
+        printf("configured auth/%s at %s: JWT auth with the cluster's pinned issuer keys "
+               "(kept current by the bridge on rotation)\n", mount, av.address);
+        return EXIT_OK;
+    }
     if (ct_review_cluster_ca(st, o->fingerprint, &ca, &err) != CT_OK ||
         ct_review_token(ctx, st, o->fingerprint, 1, &tok, &err) != CT_OK ||
         ct_review_configure_vault(ctx, &av, o->auth_mount, o->fingerprint, o->review_url, ca,
@@ -305,10 +338,20 @@ static int cmd_deregister(ct_ctx *ctx, ct_store *st, const opts *o)
 {
     ct_error err;
     char fp[CT_FINGERPRINT_LEN + 1];
+    ct_deregister_options d = CT_DEREGISTER_OPTIONS_INIT;
+    size_t ndata = 0;
+    d.data = o->keep_data ? CT_DEREGISTER_KEEP_DATA
+                          : o->delete_data ? CT_DEREGISTER_DELETE_DATA : CT_DEREGISTER_REFUSE_DATA;
     if (ct_fingerprint_canonical(o->fingerprint, fp, &err) != CT_OK ||
-        ct_deregister(ctx, st, o->fingerprint, &err) != CT_OK)
+        ct_deregister_ex(ctx, st, o->fingerprint, &d, &ndata, &err) != CT_OK)
         return fail("deregister", &err);
     printf("Deregistered cluster %s\n", fp);
+    if (ndata && o->keep_data)
+        printf("Kept %zu migrated Secret copies under clusters/%s/ in the store; to restore them,\n"
+               "register the cluster again, deploy the operator and run "
+               "'cloudtaser target migrate restore'\n", ndata, fp);
+    else if (ndata)
+        printf("Deleted %zu migrated Secret copies\n", ndata);
     return EXIT_OK;
 }
 
@@ -380,6 +423,9 @@ int main(int argc, char **argv)
         {"auth-vault-token-file", required_argument, NULL, 'T'},
         {"auth-vault-cacert", required_argument, NULL, 'C'},
         {"no-enable", no_argument, NULL, 'N'},
+        {"jwt", no_argument, NULL, 'J'},
+        {"keep-data", no_argument, NULL, 'K'},
+        {"delete-data", no_argument, NULL, 'D'},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -435,6 +481,9 @@ int main(int argc, char **argv)
         case 'T': o.auth_token_file = optarg; break;
         case 'C': o.auth_cacert = optarg; break;
         case 'N': o.no_enable = 1; break;
+        case 'J': o.jwt = 1; break;
+        case 'K': o.keep_data = 1; break;
+        case 'D': o.delete_data = 1; break;
         case 'e':
             if (parse_duration(optarg, &o.expiry_s) != 0)
                 return bad_usage("--expiry '%s': expected a duration like 24h, 90m or 3600s",
@@ -456,11 +505,15 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         return bad_usage("unexpected argument '%s'", argv[optind]);
-    if ((strcmp(cmd, "configure-auth") == 0) != (o.review_url != NULL))
+    if (strcmp(cmd, "configure-auth") == 0 && o.jwt && o.review_url)
+        return bad_usage("source configure-auth: --jwt and --review-url exclude each other");
+    if ((strcmp(cmd, "configure-auth") == 0 && !o.jwt) != (o.review_url != NULL))
         return bad_usage(o.review_url ? "--review-url applies to configure-auth only"
-                                      : "source configure-auth: --review-url is required");
+                                      : "source configure-auth: --review-url (or --jwt) is "
+                                        "required");
     if (strcmp(cmd, "configure-auth") != 0 &&
-        (o.auth_mount || o.auth_addr || o.auth_token_file || o.auth_cacert || o.no_enable))
+        (o.auth_mount || o.auth_addr || o.auth_token_file || o.auth_cacert || o.no_enable ||
+         o.jwt))
         return bad_usage("source %s: the --auth-* options apply to configure-auth only", cmd);
     if (strcmp(cmd, "list") != 0 && !o.fingerprint)
         return bad_usage("source %s: --fingerprint is required", cmd);
@@ -468,6 +521,11 @@ int main(int argc, char **argv)
         return bad_usage("source list: --fingerprint is not accepted");
     if (strcmp(cmd, "register") != 0 && o.expiry_s)
         return bad_usage("source %s: --expiry applies to register only", cmd);
+    if ((o.keep_data || o.delete_data) && strcmp(cmd, "deregister") != 0)
+        return bad_usage("source %s: --keep-data and --delete-data apply to deregister only",
+                         cmd);
+    if (o.keep_data && o.delete_data)
+        return bad_usage("source deregister: give --keep-data or --delete-data, not both");
     if ((strcmp(cmd, "register") == 0 || strcmp(cmd, "deregister") == 0) && o.json)
         return bad_usage("source %s: -o applies to status and list only", cmd);
     if (o.fingerprint) {
