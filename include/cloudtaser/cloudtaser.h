@@ -26,5 +26,6 @@
 #include "broker.h"
 #include "review.h"
 #include "migrate.h"
+#include "ops.h"
 
 #endif
