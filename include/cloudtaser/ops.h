@@ -75,7 +75,8 @@ typedef struct ct_ops_options {
 
 /*
  * Starts serving. *opts is copied (host too); the callbacks and `user` must
- * stay valid until ct_ops_server_free. On error no callback is ever called.
+ * stay valid until ct_ops_server_free, and so must `ctx` (borrowed, for its
+ * logger; NULL: the library's silent default). On error no callback is ever called.
  * Errors: CT_E_INVALID (NULL opts/out, host not a numeric address),
  * CT_E_VERSION, CT_E_DENIED (a non-loopback host without allow_remote),
  * CT_E_ADDRINUSE (the port is taken), CT_E_IO (cannot bind or listen

@@ -110,16 +110,21 @@ static CURLcode http(const char *addr, const char *path, const char *method, siz
     return rc;
 }
 
+/* The context the servers log to: borrowed by them, freed after them. */
+static ct_ctx *g_ctx;
+
 static ct_ops_server *start(state *st, const char *host, ct_error *err)
 {
     ct_ops_options o = CT_OPS_OPTIONS_INIT;
     ct_ops_server *s = NULL;
+    if (!g_ctx)
+        g_ctx = ct_test_ctx();
     o.host = host;
     o.healthy = p_healthy;
     o.ready = p_ready;
     o.metrics = metrics;
     o.user = st;
-    ck_ok(ct_ops_server_start(ct_test_ctx(), &o, &s, err), err);
+    ck_ok(ct_ops_server_start(g_ctx, &o, &s, err), err);
     return s;
 }
 
@@ -185,6 +190,8 @@ START_TEST(test_paths_and_probes)
     ct_ops_server_free(s);
     /* stopped: nothing listens there any more */
     ck_assert_int_ne(http(want, "/healthz", NULL, 0, &r), CURLE_OK);
+    ct_ctx_free(g_ctx);
+    g_ctx = NULL;
 }
 END_TEST
 
@@ -226,6 +233,8 @@ START_TEST(test_metrics_text)
     ck_assert_int_eq(http(ct_ops_server_address(s), "/metrics", NULL, 0, &r), CURLE_OK);
     ck_assert_int_eq(r.status, 200);
     ct_ops_server_free(s);
+    ct_ctx_free(g_ctx);
+    g_ctx = NULL;
 }
 END_TEST
 
