@@ -122,8 +122,14 @@ void ct_ops_metric(ct_ops_metrics *m, const char *name, ct_ops_metric_type type,
         put(m, "%s %s\n", name, value > 0 ? "+Inf" : "-Inf");
     else if (value > -1e15 && value < 1e15 && (double)(long long)value == value)
         put(m, "%s %lld\n", name, (long long)value);
-    else
-        put(m, "%s %.17g\n", name, value);
+    else {
+        /* the shorter form when it reads back as the same double */
+        char num[40];
+        snprintf(num, sizeof num, "%.15g", value);
+        if (strtod(num, NULL) != value)
+            snprintf(num, sizeof num, "%.17g", value);
+        put(m, "%s %s\n", name, num);
+    }
 }
 
 /* ---- HTTP ---- */

@@ -36,6 +36,8 @@ static void metrics(void *u, ct_ops_metrics *m)
     ct_ops_metric(m, "test_nan", CT_OPS_GAUGE, NULL, NAN);
     ct_ops_metric(m, "test_inf", CT_OPS_GAUGE, "", -INFINITY);
     ct_ops_metric(m, "test_big", CT_OPS_COUNTER, "2^53.", 9007199254740992.0);
+    ct_ops_metric(m, "test_tenth", CT_OPS_GAUGE, "0.1 + 0.2", 0.1 + 0.2);
+    ct_ops_metric(m, "test_fifth", CT_OPS_GAUGE, "0.2", 0.2);
     if (atomic_load(&st->mode) == 1)
         ct_ops_metric(m, "9bad-name", CT_OPS_GAUGE, "x", 1);
     if (atomic_load(&st->mode) == 2) {
@@ -217,6 +219,9 @@ START_TEST(test_metrics_text)
     ck_assert_ptr_null(strstr(r.body, "# HELP test_nan"));
     ck_assert_ptr_nonnull(strstr(r.body, "test_inf -Inf\n"));
     ck_assert_ptr_nonnull(strstr(r.body, "test_big 9007199254740992\n"));
+    /* shortest exact form: 0.2 as "0.2", 0.1 + 0.2 with all its digits */
+    ck_assert_ptr_nonnull(strstr(r.body, "test_fifth 0.2\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "test_tenth 0.30000000000000004\n"));
     /* a second scrape calls the callback again */
     ck_assert_int_eq(http(ct_ops_server_address(s), "/metrics", NULL, 0, &r), CURLE_OK);
     ck_assert_ptr_nonnull(strstr(r.body, "test_scrapes_total 2\n"));
