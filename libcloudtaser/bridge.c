@@ -62,6 +62,10 @@ struct ct_bridge {
     struct cluster *clusters;
     int running;
     int64_t t0;
+    /* ct_bridge_get_status; guarded by mu */
+    int store_ok;
+    int64_t last_scan_ok;  /* ctp_mono_ms of the latest good scan, 0: none */
+    uint64_t scans, scan_failures;
 };
 
 static void emit(ct_bridge *b, ct_agent_event_type t, const struct cluster *cl, const char *room,
@@ -473,6 +477,14 @@ ct_err ct_bridge_run(ct_bridge *b, ct_error *err)
     while (!b->stop.raised) {
         ct_error e2;
         ct_err src = scan(b, &e2);
+        pthread_mutex_lock(&b->mu);
+        b->scans++;
+        b->store_ok = src == CT_OK;
+        if (src == CT_OK)
+            b->last_scan_ok = ctp_mono_ms();
+        else
+            b->scan_failures++;
+        pthread_mutex_unlock(&b->mu);
         if (src != CT_OK) {
             if (first) {
                 if (err)
@@ -496,6 +508,7 @@ ct_err ct_bridge_run(ct_bridge *b, ct_error *err)
     }
     pthread_mutex_lock(&b->mu);
     b->running = 0;
+    b->store_ok = 0;
     pthread_mutex_unlock(&b->mu);
     return rc;
 }
@@ -558,6 +571,28 @@ size_t ct_bridge_sessions(ct_bridge *b)
     }
     pthread_mutex_unlock(&b->mu);
     return n;
+}
+
+ct_err ct_bridge_get_status(ct_bridge *b, ct_bridge_status *out, ct_error *err)
+{
+    struct cluster *cl;
+    if (!b || !out)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_bridge_get_status: NULL argument");
+    if (out->version != CT_BRIDGE_STATUS_VERSION)
+        return ctp_err(err, CT_E_VERSION, 0, "ct_bridge_status version %u is not supported",
+                       (unsigned)out->version);
+    out->sessions = ct_bridge_sessions(b);
+    pthread_mutex_lock(&b->mu);
+    out->running = b->running;
+    out->store_ok = b->running && b->store_ok;
+    out->last_scan_ok_ms = b->last_scan_ok ? ctp_mono_ms() - b->last_scan_ok : -1;
+    out->scans = b->scans;
+    out->scan_failures = b->scan_failures;
+    out->clusters = 0;
+    for (cl = b->clusters; cl; cl = cl->next)
+        out->clusters++;
+    pthread_mutex_unlock(&b->mu);
+    return CT_OK;
 }
 
 void ct_bridge_free(ct_bridge *b)

@@ -181,6 +181,30 @@ ct_err ct_credentials_tls_config(ct_ctx *ctx, const ct_credentials *c, ct_tls_co
     return rc;
 }
 
+ct_err ct_cluster_ca_pem(ct_ctx *ctx, ct_store *store, const char *fingerprint, char **pem,
+                         ct_error *err)
+{
+    char fp[CT_FINGERPRINT_LEN + 1];
+    uint8_t *der = NULL;
+    size_t len = 0;
+    ct_err rc;
+
+    (void)ctx;
+    if (pem)
+        *pem = NULL;
+    if (!store || !fingerprint || !pem)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_cluster_ca_pem: NULL argument");
+    if ((rc = ct_fingerprint_canonical(fingerprint, fp, err)) != CT_OK)
+        return rc;
+    rc = ctp_boot_read_keypair(store, fp, "ca", &der, &len, NULL, err);
+    if (rc == CT_E_NOTFOUND)
+        return ctp_err(err, CT_E_NOTFOUND, 0, "cluster %.8s... is not registered", fp);
+    if (rc == CT_OK)
+        rc = ct_cert_der_to_pem(der, len, pem, err);
+    ct_free(der);
+    return rc;
+}
+
 ct_err ct_bridge_tls_config(ct_ctx *ctx, ct_store *store, const char *fingerprint,
                             ct_tls_config **out, uint8_t room[32], ct_error *err)
 {

@@ -25,6 +25,32 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define PROG "ct-dev-issuer"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " DIR [--sub NS:SA] [--aud AUD] [--lifetime SECONDS] [--issuer URL]\n"
+"       " PROG " --help | --version\n"
+"\n"
+"A stand-in service-account issuer for demos and tests without a cluster. Writes\n"
+"DIR/issuer-key.pem (kept, mode 0600), DIR/jwks.json (the public keys) and\n"
+"DIR/token (a fresh ES256 token shaped like a projected service-account token,\n"
+"mode 0600). Not for production.\n"
+"\n"
+"Options:\n"
+"  --sub NS:SA        namespace and service account of the token\n"
+"                     (default: cloudtaser-system:cloudtaser-operator)\n"
+"  --aud AUD          audience (default: " CT_BOOTSTRAP_DEFAULT_AUDIENCE ")\n"
+"  --lifetime SECONDS token lifetime (default: 600)\n"
+"  --issuer URL       iss claim (default: https://kubernetes.default.svc.cluster.local)\n"
+"  -h, --help         this help\n"
+"  -V, --version      the version\n"
+"\n"
+"Exit status: 0 on success, 1 on an error writing or signing, 2 on a bad\n"
+"command line.\n");
+}
+
 static int write_file(const char *dir, const char *name, const void *data, size_t len,
                       mode_t mode)
 {
@@ -33,7 +59,7 @@ static int write_file(const char *dir, const char *name, const void *data, size_
     snprintf(path, sizeof path, "%s/%s", dir, name);
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0 || write(fd, data, len) != (ssize_t)len || fchmod(fd, mode) != 0) {
-        fprintf(stderr, "ct-dev-issuer: cannot write %s: %s\n", path, strerror(errno));
+        fprintf(stderr, PROG ": cannot write %s: %s\n", path, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
@@ -78,10 +104,20 @@ int main(int argc, char **argv)
     int64_t now;
     int i, rc = 1;
 
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc == 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
+        printf(PROG " %s (libcloudtaser %s)\n", CT_VERSION_STRING, ct_version());
+        return 0;
+    }
     if (argc < 2 || argv[1][0] == '-') {
-        fprintf(stderr,
-                "usage: ct-dev-issuer DIR [--sub NS:SA] [--aud AUD] [--lifetime SECONDS] "
-                "[--issuer URL]\n");
+        if (argc >= 2)
+            fprintf(stderr, PROG ": unknown option '%s'\n", argv[1]);
+        else
+            fprintf(stderr, PROG ": missing DIR\n");
+        fprintf(stderr, "Try '" PROG " --help' for more information.\n");
         return 2;
     }
     dir = argv[1];
@@ -95,12 +131,14 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--lifetime"))
             lifetime = strtol(argv[i + 1], NULL, 10);
         else {
-            fprintf(stderr, "ct-dev-issuer: unknown option %s\n", argv[i]);
+            fprintf(stderr, PROG ": unknown option '%s'\nTry '" PROG
+                            " --help' for more information.\n", argv[i]);
             return 2;
         }
     }
     if (i != argc || lifetime < 1 || sscanf(sub, "%127[^:]:%127s", ns, sa) != 2) {
-        fprintf(stderr, "ct-dev-issuer: bad arguments (--sub is NAMESPACE:SERVICEACCOUNT)\n");
+        fprintf(stderr, PROG ": bad arguments (--sub is NAMESPACE:SERVICEACCOUNT)\nTry '" PROG
+                        " --help' for more information.\n");
         return 2;
     }
     if (ct_ctx_new(NULL, &ctx, &err) != CT_OK)
@@ -136,7 +174,7 @@ int main(int argc, char **argv)
     rc = 0;
     goto out;
 fail:
-    fprintf(stderr, "ct-dev-issuer: %s\n", err.message);
+    fprintf(stderr, PROG ": %s\n", err.message);
 out:
     if (token)
         ct_secure_wipe(token, strlen(token));

@@ -119,6 +119,28 @@ CT_API ct_err ct_bridge_request(ct_bridge *b, const char *fingerprint, const voi
                                 ct_error *err);
 /* Number of live operational sessions (all clusters). */
 CT_API size_t ct_bridge_sessions(ct_bridge *b);
+
+/* What a health or readiness probe needs to know about a running bridge. */
+#define CT_BRIDGE_STATUS_VERSION 1
+typedef struct ct_bridge_status {
+    uint32_t version;         /* set by the caller: CT_BRIDGE_STATUS_VERSION */
+    int running;              /* ct_bridge_run is in its loop */
+    int store_ok;             /* the latest scan listed the store */
+    int64_t last_scan_ok_ms;  /* ms since the latest successful scan; -1: none yet */
+    uint64_t scans;           /* scans done (successful or not) */
+    uint64_t scan_failures;   /* scans that could not list the store */
+    size_t clusters;          /* clusters served */
+    size_t sessions;          /* live operational sessions (ct_bridge_sessions) */
+} ct_bridge_status;
+#define CT_BRIDGE_STATUS_INIT { .version = CT_BRIDGE_STATUS_VERSION }
+
+/*
+ * Fills *out (its version field set by the caller; fields of later
+ * versions are left alone). A readiness probe: running && store_ok.
+ * Errors: CT_E_INVALID (NULL), CT_E_VERSION. Thread-safe, any time between
+ * ct_bridge_new and ct_bridge_free; does not block on I/O.
+ */
+CT_API ct_err ct_bridge_get_status(ct_bridge *b, ct_bridge_status *out, ct_error *err);
 /* Frees (not while run is running). NULL is a no-op. */
 CT_API void ct_bridge_free(ct_bridge *b);
 

@@ -217,6 +217,19 @@ CT_API ct_err ct_bootstrap_serve(ct_ctx *ctx, ct_conn *paired,
 CT_API ct_err ct_bridge_tls_config(ct_ctx *ctx, ct_store *store, const char *fingerprint,
                                    ct_tls_config **out, uint8_t room[32], ct_error *err);
 
+/*
+ * The CA certificate of registered cluster `fingerprint` as PEM, read from
+ * the store (clusters/<fp>/ca): public material, what pods trust for the
+ * operator's Vault API broker (VAULT_CACERT) and what the operational room
+ * hash is computed from. The CA key in the same record is never returned
+ * (jansson's copy is wiped). *pem: NUL-terminated, free with ct_free.
+ * Errors: CT_E_INVALID (NULL, bad fingerprint), CT_E_NOTFOUND (not
+ * registered), CT_E_STORE (malformed record), CT_E_NOMEM, the store's.
+ * Thread-safe as the store is.
+ */
+CT_API ct_err ct_cluster_ca_pem(ct_ctx *ctx, ct_store *store, const char *fingerprint,
+                                char **pem, ct_error *err);
+
 #ifdef __cplusplus
 }
 #endif

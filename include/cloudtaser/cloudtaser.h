@@ -27,5 +27,6 @@
 #include "review.h"
 #include "migrate.h"
 #include "podpolicy.h"
+#include "ops.h"
 
 #endif

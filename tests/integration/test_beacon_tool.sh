@@ -226,6 +226,11 @@ openssl x509 -in "$tmp/ca.pem" -noout 2>/dev/null || fail "--dev-ca-out is not a
 log_has "$tmp/dev.err" '"event":"dev_mode"' || fail "dev mode is not announced on stderr"
 ok "dev mode starts and prints listening, metrics, pin and ca lines"
 
+# ct_process_harden at start: no core dumps, not dumpable (as bridge and operator)
+grep -Eq '^Max core file size +0 +0 ' "/proc/$bpid/limits" || fail "the beacon may dump core"
+log_has "$tmp/dev.err" '"event":"harden_failed"' && fail "hardening failed: $(grep harden_failed "$tmp/dev.err")"
+ok "the beacon hardened itself (RLIMIT_CORE 0, no harden_failed)"
+
 [ "$(http_body "$maddr" /healthz)" = ok ] || fail "/healthz"
 [ "$(http_code "$maddr" /readyz)" = 200 ] || fail "/readyz"
 http_body "$maddr" /metrics >"$tmp/metrics.txt"

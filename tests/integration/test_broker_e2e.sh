@@ -95,13 +95,15 @@ mkdir -m 700 "$tmp/iss"
 "$ISSUER" "$tmp/iss"
 ok "cluster registered in the Vault store"
 
-"$BRIDGE" "${B[@]}" --scan-interval 300 --serve-pods -o json > "$tmp/bridge.log" 2>&1 &
+"$BRIDGE" "${B[@]}" --scan-interval 300 --serve-pods --metrics 127.0.0.1:0 -o json \
+  > "$tmp/bridge.log" 2>&1 &
 bridge_pid=$!
 pids+=($bridge_pid)
 # the operator and the bridge need no token of the pods'; unset ours for them
 (unset VAULT_TOKEN; exec "$OPERATOR" "${B[@]}" --fingerprint "$FP" --token-file "$tmp/iss/token" \
   --jwks-file "$tmp/iss/jwks.json" --broker-listen 127.0.0.1:0 --broker-name localhost \
-  --broker-name 127.0.0.1 --broker-ca-out "$tmp/broker-ca.pem" -o json) > "$tmp/op.log" 2>&1 &
+  --broker-name 127.0.0.1 --broker-ca-out "$tmp/broker-ca.pem" --metrics 127.0.0.1:0 \
+  -o json) > "$tmp/op.log" 2>&1 &
 op_pid=$!
 pids+=($op_pid)
 wait_for "$tmp/op.log" '"event":"broker_serving"' 60
@@ -221,6 +223,19 @@ for f in "$tmp"/*.log "$tmp"/op.log; do
   grep -qF -- "$POD2" "$f" && fail "$f carries a pod token"
 done
 ok "no pod token in any log"
+
+# the operations endpoints count what was served: the bridge its vault.http
+# and broker.cert answers, the operator its broker
+ops_addr() { sed -n 's/.*"event":"metrics","address":"\([^"]*\)".*/\1/p' "$1" | head -1; }
+metric() { curl -s --max-time 5 "http://$1/metrics" | sed -n "s/^$2 //p"; }
+bops=$(ops_addr "$tmp/bridge.log")
+oops=$(ops_addr "$tmp/op.log")
+[ -n "$bops" ] && [ -n "$oops" ] || fail "no metrics line from the bridge or the operator"
+served=$(metric "$bops" cloudtaser_bridge_requests_served_total)
+[ "${served:-0}" -ge 10 ] || fail "bridge requests_served_total is '$served' after the pods' calls"
+[ "$(metric "$oops" cloudtaser_operator_broker_serving)" = 1 ] || fail "operator broker_serving"
+[ "$(metric "$oops" cloudtaser_operator_connected)" = 1 ] || fail "operator connected"
+ok "metrics: the bridge served $served requests, the operator's broker serves"
 
 kill "$bridge_pid"
 wait "$bridge_pid" 2>/dev/null || true

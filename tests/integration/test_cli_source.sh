@@ -88,6 +88,18 @@ assert len(d["init_room_prefix"]) == 16, d
 ' "$FP" < "$out" || fail "status json fields"
 ok "status -o json"
 
+# --ca-out: the public CA certificate; its DER hashes to the operational room
+room=$(sed -n 's/.*"operational_room":"\([0-9a-f]*\)".*/\1/p' "$out")
+run 0 source status --fingerprint "$FP" --store "$store" --ca-out "$tmp/ca.crt"
+[ "$(stat -c %a "$tmp/ca.crt")" = 644 ] || fail "--ca-out file mode"
+grep -q 'BEGIN CERTIFICATE' "$tmp/ca.crt" || fail "--ca-out is not PEM"
+grep -q PRIVATE "$tmp/ca.crt" && fail "--ca-out carries a key"
+[ "$(openssl x509 -in "$tmp/ca.crt" -outform DER | sha256sum | cut -c1-64)" = "$room" ] \
+  || fail "--ca-out: not the certificate of the operational room"
+run 2 source list --store "$store" --ca-out "$tmp/x.crt"
+[ ! -e "$tmp/x.crt" ] || fail "list wrote --ca-out"
+ok "status --ca-out writes the cluster CA certificate (the operational room's), no key"
+
 run 0 source list --store "$store"
 [ "$(grep -c registered "$out")" -eq 2 ] || fail "list rows"
 ok "list (text)"
@@ -144,6 +156,8 @@ run 1 source deregister --fingerprint "$FP" --store "$store"
 grep -q "not registered" "$err" || fail "second deregister message"
 ok "second deregister exits 1"
 run 1 source status --fingerprint "$FP" --store "$store";  ok "status of a deregistered cluster exits 1"
+run 1 source status --fingerprint "$FP" --store "$store" --ca-out "$tmp/gone.crt"
+[ ! -e "$tmp/gone.crt" ] || fail "--ca-out of a deregistered cluster wrote a file"
 run 0 source list --store "$store" -o json; is_json
 python3 -c 'import json,sys; d = json.load(sys.stdin); assert len(d) == 1, d' < "$out" \
   || fail "list after deregister"

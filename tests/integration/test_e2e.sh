@@ -52,6 +52,18 @@ wait_for() {
   fail "no line matching '$2' in $1 within $3 s"
 }
 count() { grep -Ec -- "$2" "$1" 2>/dev/null || true; }
+http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 -g "http://$1$2" || true; }
+# ops_addr LOG: the operations endpoint a bridge or operator printed (-o json)
+ops_addr() { sed -n 's/.*"event":"metrics","address":"\([^"]*\)".*/\1/p' "$1" | head -1; }
+# wait_code ADDR PATH CODE SECONDS: until the endpoint answers CODE
+wait_code() {
+  local i
+  for ((i = 0; i < $4 * 10; i++)); do
+    [ "$(http_code "$1" "$2")" = "$3" ] && return 0
+    sleep 0.1
+  done
+  fail "http://$1$2 did not answer $3 within $4 s (last: $(http_code "$1" "$2"))"
+}
 
 # The beacon uses the fixture server certificate (IP 127.0.0.1), so it can
 # be restarted with the same identity; clients verify it by the fixture CA.
@@ -94,11 +106,21 @@ mkdir -m 700 "$tmp/iss"
 ok "cluster registered, issuer keys and token made"
 
 start_bridge() { # NAME
-  "$BRIDGE" "${B[@]}" --scan-interval 300 -o json > "$tmp/$1.log" 2>&1 &
+  "$BRIDGE" "${B[@]}" --scan-interval 300 --metrics 127.0.0.1:0 -o json > "$tmp/$1.log" 2>&1 &
   pids+=($!)
   eval "${1}_pid=$!"
 }
 start_bridge bridge1
+
+# the bridge's operations endpoint (port 0: several processes never collide)
+wait_for "$tmp/bridge1.log" '"event":"metrics"' 10
+bops=$(ops_addr "$tmp/bridge1.log")
+wait_code "$bops" /readyz 200 10
+[ "$(http_code "$bops" /healthz)" = 200 ] || fail "bridge /healthz"
+curl -s --max-time 5 "http://$bops/metrics" | grep -q '^cloudtaser_bridge_store_ok 1$' \
+  || fail "bridge /metrics has no cloudtaser_bridge_store_ok 1"
+[ "$(http_code "$bops" /nope)" = 404 ] || fail "bridge ops: unknown path is not 404"
+ok "bridge operations endpoint on $bops: healthy, ready once the store is scanned"
 
 # --- happy path (with the optional operational-room pin) -------------------
 room=$("$CT" source status --fingerprint "$FP" -o json | sed -n 's/.*"operational_room":"\([0-9a-f]*\)".*/\1/p')
@@ -198,11 +220,18 @@ ok "two bridges on one store: exactly one claim"
 # --- a long-running operator: deregistration and beacon restart -------------
 "$ISSUER" "$tmp/iss"
 "$OPERATOR" "${B[@]}" --fingerprint "$FP2" --token-file "$tmp/iss/token" -o json \
-  > "$tmp/op-long.log" 2>&1 &
+  --metrics 127.0.0.1:0 > "$tmp/op-long.log" 2>&1 &
 op_long=$!
 pids+=("$op_long")
+wait_for "$tmp/op-long.log" '"event":"metrics"' 10
+oops=$(ops_addr "$tmp/op-long.log")
+[ "$(http_code "$oops" /healthz)" = 200 ] || fail "operator /healthz"
 wait_for "$tmp/op-long.log" '"event":"session_up"' 30
 ok "long-running operator connected"
+wait_code "$oops" /readyz 200 5
+curl -s --max-time 5 "http://$oops/metrics" | grep -q '^cloudtaser_operator_connected 1$' \
+  || fail "operator /metrics does not say connected"
+ok "operator /readyz 200 once bootstrapped and connected ($oops)"
 sleep 0.3
 "$CT" source status --fingerprint "$FP2" -o json | grep -q '"state":"connected"' \
   || fail "status does not say connected during a session"
@@ -212,6 +241,9 @@ ok "source status shows the cluster connected"
 kill -9 "$beacon_pid"
 wait "$beacon_pid" 2>/dev/null || true
 wait_for "$tmp/op-long.log" '"event":"session_down"' 10
+wait_code "$oops" /readyz 503 5
+[ "$(http_code "$oops" /healthz)" = 200 ] || fail "operator /healthz while reconnecting"
+ok "operator /readyz 503 while the session is down, /healthz still 200"
 sleep 1
 start_beacon "$port"
 ups_before=1
@@ -222,6 +254,10 @@ done
 [ "$(count "$tmp/op-long.log" '"event":"session_up"')" -gt "$ups_before" ] \
   || fail "the operator did not reconnect after the beacon restart"
 ok "beacon killed and restarted: the session came back by itself"
+wait_code "$oops" /readyz 200 10
+curl -s --max-time 5 "http://$oops/metrics" | grep -q '^cloudtaser_operator_reconnects_total [1-9]' \
+  || fail "operator /metrics counts no reconnect"
+ok "operator ready again; /metrics counts the reconnect"
 
 # deregistration during the session: closed within seconds, rooms refused
 downs=$(count "$tmp/op-long.log" '"event":"session_down"')

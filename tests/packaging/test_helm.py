@@ -134,7 +134,8 @@ class OperatorChart(unittest.TestCase, Common):
         docs = render(OPERATOR, **{"operator.beacon.address": ADDR})
         self.check_docs(docs, "cloudtaser-operator")
         kinds = sorted(d["kind"] for _, d in docs)
-        self.assertEqual(kinds, ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"])
+        self.assertEqual(kinds, ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
+                                 "ServiceAccount"])
         dep = one(docs, "Deployment")
         self.assertEqual(dep["spec"]["replicas"], 1)
         self.assertEqual(dep["spec"]["strategy"]["type"], "Recreate")
@@ -158,6 +159,85 @@ class OperatorChart(unittest.TestCase, Common):
         self.assertEqual(sat[0]["audience"], "cloudtaser-bridge")
         self.assertEqual(sat[0]["expirationSeconds"], 600)
         self.assertEqual(os.path.join(mount[0]["mountPath"], sat[0]["path"]), token_file)
+
+    def test_probes_and_operations_port(self):
+        docs = render(OPERATOR, **{"operator.beacon.address": ADDR})
+        c = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        args = c["args"]
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        self.assertEqual(ports["metrics"], 9464)
+        self.assertEqual(args[args.index("--metrics") + 1], "0.0.0.0:9464")
+        self.assertIn("--metrics-allow-remote", args)  # the kubelet probes the pod address
+        self.assertEqual(c["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "metrics"})
+        self.assertEqual(c["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "metrics"})
+        for probe in ("livenessProbe", "readinessProbe"):
+            self.assertLessEqual(c[probe]["timeoutSeconds"], c[probe]["periodSeconds"])
+        self.check_flags(args, "cloudtaser-operator")
+        # IPv6-only clusters
+        docs = render(OPERATOR, **{"operator.beacon.address": ADDR, "metrics.address": "::",
+                                   "metrics.port": "9500"})
+        c = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        self.assertEqual(c["args"][c["args"].index("--metrics") + 1], "[::]:9500")
+        self.assertEqual(c["args"][c["args"].index("--broker-listen") + 1], "[::]:8200")
+        self.assertEqual({p["name"]: p["containerPort"] for p in c["ports"]}["metrics"], 9500)
+
+    def test_broker_on_by_default(self):
+        docs = render(OPERATOR, **{"operator.beacon.address": ADDR})
+        pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        args = c["args"]
+        self.assertEqual(args[args.index("--broker-listen") + 1], "0.0.0.0:8200")
+        names = [args[i + 1] for i, a in enumerate(args) if a == "--broker-name"]
+        self.assertEqual(names, ["cloudtaser-broker.cloudtaser.svc",
+                                 "cloudtaser-broker.cloudtaser.svc.cluster.local"])
+        self.assertEqual(args[args.index("--broker-max-in-flight") + 1], "256")
+        # the CA is written into a writable memory volume (the root is read-only)
+        ca_out = args[args.index("--broker-ca-out") + 1]
+        m = [m for m in c["volumeMounts"] if ca_out.startswith(m["mountPath"] + "/")]
+        self.assertEqual(len(m), 1)
+        self.assertNotEqual(m[0].get("readOnly"), True)
+        vol = [v for v in pod["volumes"] if v["name"] == m[0]["name"]][0]
+        self.assertEqual(vol["emptyDir"]["medium"], "Memory")
+        # the Service: in-cluster only, port 8200 to the container's broker port
+        svc = one(docs, "Service")
+        self.assertEqual(svc["metadata"]["name"], "cloudtaser-broker")
+        self.assertEqual(svc["spec"]["type"], "ClusterIP")
+        self.assertEqual(svc["spec"]["ports"], [{"name": "https", "port": 8200, "targetPort": "broker",
+                                                 "protocol": "TCP"}])
+        self.assertEqual({p["name"]: p["containerPort"] for p in c["ports"]}["broker"], 8200)
+        labels = pod and one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+        for k, v in svc["spec"]["selector"].items():
+            self.assertEqual(labels.get(k), v, "the Service selects the operator pod")
+        # the Service's name is one the certificate carries
+        self.assertTrue(names[0].startswith(svc["metadata"]["name"] + "."))
+        self.assertEqual(by_kind(docs, "ConfigMap"), [])   # no CA given: no ConfigMap
+        self.check_flags(args, "cloudtaser-operator")
+
+    def test_broker_ca_configmap_and_port(self):
+        docs = render(OPERATOR, **{"operator.beacon.address": ADDR, "broker.caCert": PEM,
+                                   "broker.port": "8300"})
+        self.check_docs(docs, "cloudtaser-operator")
+        cm = one(docs, "ConfigMap")
+        self.assertEqual(cm["metadata"]["name"], "cloudtaser-broker-ca")
+        self.assertEqual(cm["data"], {"ca.crt": PEM})
+        svc = one(docs, "Service")
+        self.assertEqual(svc["spec"]["ports"][0]["port"], 8300)
+        c = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        self.assertEqual(c["args"][c["args"].index("--broker-listen") + 1], "0.0.0.0:8300")
+
+    def test_broker_disabled(self):
+        docs = render(OPERATOR, **{"operator.beacon.address": ADDR, "broker.enabled": "false",
+                                   "broker.caCert": PEM})
+        self.check_docs(docs, "cloudtaser-operator")
+        self.assertEqual(by_kind(docs, "Service"), [])
+        self.assertEqual(by_kind(docs, "ConfigMap"), [])
+        pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+        args = pod["containers"][0]["args"]
+        for flag in ("--broker-listen", "--broker-name", "--broker-ca-out"):
+            self.assertNotIn(flag, args)
+        self.assertNotIn("broker", [p["name"] for p in pod["containers"][0]["ports"]])
+        # the probes stay
+        self.assertIn("readinessProbe", pod["containers"][0])
 
     def rules(self, docs):
         return one(docs, "ClusterRole")["rules"]

@@ -9,6 +9,7 @@
 
 #include <check.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -55,6 +56,136 @@ START_TEST(bridge_options_checked)
     ck_err(ct_bridge_request(b, "0ad50c05-1153-4508-9237-4cb2912e2c23", "x", 1, 100, NULL, NULL,
                              &err),
            CT_E_NOTFOUND, &err);
+    ct_bridge_free(b);
+    ct_store_free(st);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* A store with nothing in it whose listing fails while `down` is set. */
+static atomic_int g_store_down;
+
+static ct_err err_set(ct_error *err, ct_err code, int32_t os, const char *msg)
+{
+    if (err) {
+        err->code = code;
+        err->os_error = os;
+        snprintf(err->message, sizeof err->message, "%s", msg);
+    }
+    return code;
+}
+
+static ct_err flaky_get(const char *key, ct_secret **value, uint64_t *version, ct_error *err,
+                        void *user)
+{
+    (void)key, (void)value, (void)version, (void)user;
+    return err_set(err, CT_E_NOTFOUND, 0, "no such key");
+}
+
+static ct_err flaky_put(const char *key, const uint8_t *value, size_t len, int64_t expected,
+                        uint64_t *new_version, ct_error *err, void *user)
+{
+    (void)key, (void)value, (void)len, (void)expected, (void)new_version, (void)user;
+    return err_set(err, CT_E_STORE, 0, "read-only");
+}
+
+static ct_err flaky_del(const char *key, ct_error *err, void *user)
+{
+    (void)key, (void)user;
+    return err_set(err, CT_E_NOTFOUND, 0, "no such key");
+}
+
+static ct_err flaky_list(const char *prefix, ct_strlist *out, ct_error *err, void *user)
+{
+    (void)prefix, (void)out, (void)user;
+    if (atomic_load(&g_store_down))
+        return err_set(err, CT_E_STORE, 0, "the store is down (test)");
+    return CT_OK;
+}
+
+static void *bridge_run(void *arg)
+{
+    ct_bridge_run(arg, NULL);
+    ct_thread_cleanup();
+    return NULL;
+}
+
+static ct_bridge_status bridge_status(ct_bridge *b)
+{
+    ct_bridge_status st = CT_BRIDGE_STATUS_INIT;
+    ct_error err;
+    ck_ok(ct_bridge_get_status(b, &st, &err), &err);
+    return st;
+}
+
+/* ct_bridge_get_status: what a readiness probe reads, before, during and
+ * after run, and while the store cannot be listed. */
+START_TEST(bridge_status_for_probes)
+{
+    static const ct_store_ops ops = { CT_STORE_OPS_VERSION, 0, flaky_get, flaky_put, flaky_del,
+                                      flaky_list, NULL };
+    ct_ctx *ctx = ct_test_ctx();
+    ct_store *st = NULL;
+    ct_beacon_options bo = beacon();
+    ct_bridge_options o = CT_BRIDGE_OPTIONS_INIT;
+    ct_bridge_status s = CT_BRIDGE_STATUS_INIT;
+    ct_bridge *b = NULL;
+    pthread_t t;
+    ct_error err;
+    uint64_t scans;
+    int i;
+
+    atomic_store(&g_store_down, 0);
+    ck_ok(ct_store_new(ctx, &ops, NULL, &st, &err), &err);
+    o.store = st;
+    o.beacon = &bo;
+    o.scan_interval_ms = 100;
+    ck_ok(ct_bridge_new(ctx, &o, &b, &err), &err);
+    ck_err(ct_bridge_get_status(NULL, &s, &err), CT_E_INVALID, &err);
+    ck_err(ct_bridge_get_status(b, NULL, &err), CT_E_INVALID, &err);
+    s.version = 99;
+    ck_err(ct_bridge_get_status(b, &s, &err), CT_E_VERSION, &err);
+    s = bridge_status(b);
+    ck_assert_int_eq(s.running, 0);
+    ck_assert_int_eq(s.store_ok, 0);
+    ck_assert_int_eq(s.last_scan_ok_ms, -1);
+    ck_assert_uint_eq(s.scans, 0);
+
+    ck_assert_int_eq(pthread_create(&t, NULL, bridge_run, b), 0);
+    for (i = 0; i < 200 && !bridge_status(b).store_ok; i++)
+        usleep(10000);
+    s = bridge_status(b);
+    ck_assert_int_eq(s.running, 1);
+    ck_assert_int_eq(s.store_ok, 1);
+    ck_assert_int_ge(s.last_scan_ok_ms, 0);
+    ck_assert_uint_ge(s.scans, 1);
+    ck_assert_uint_eq(s.scan_failures, 0);
+    ck_assert_uint_eq(s.clusters, 0);
+    ck_assert_uint_eq(s.sessions, 0);
+
+    /* the store goes away: not ready (still running), failures counted */
+    atomic_store(&g_store_down, 1);
+    for (i = 0; i < 200 && bridge_status(b).store_ok; i++)
+        usleep(10000);
+    s = bridge_status(b);
+    ck_assert_int_eq(s.running, 1);
+    ck_assert_int_eq(s.store_ok, 0);
+    ck_assert_uint_ge(s.scan_failures, 1);
+    /* and comes back */
+    scans = s.scans;
+    atomic_store(&g_store_down, 0);
+    for (i = 0; i < 200 && !bridge_status(b).store_ok; i++)
+        usleep(10000);
+    s = bridge_status(b);
+    ck_assert_int_eq(s.store_ok, 1);
+    ck_assert_uint_gt(s.scans, scans);
+    ck_assert_int_lt(s.last_scan_ok_ms, 1000);
+
+    ct_bridge_stop(b);
+    pthread_join(t, NULL);
+    s = bridge_status(b);
+    ck_assert_int_eq(s.running, 0);
+    ck_assert_int_eq(s.store_ok, 0);
     ct_bridge_free(b);
     ct_store_free(st);
     ct_ctx_free(ctx);
@@ -252,6 +383,7 @@ Suite *ct_test_suite(void)
     TCase *tc = tcase_create("agent");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, bridge_options_checked);
+    tcase_add_test(tc, bridge_status_for_probes);
     tcase_add_test(tc, operator_options_checked_and_stops);
     tcase_add_test(tc, harden_disables_core_dumps);
     tcase_add_test(tc, hostport);

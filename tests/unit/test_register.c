@@ -254,6 +254,41 @@ START_TEST(test_conflict_on_leftover_ca)
 }
 END_TEST
 
+/* ct_cluster_ca_pem: the registered CA's certificate (it hashes to the
+ * operational room), never its key; not found once deregistered. */
+START_TEST(test_cluster_ca_pem)
+{
+    struct fx f;
+    ct_error err;
+    ct_registration *r = NULL;
+    char *pem = (char *)1;
+    uint8_t *der = NULL, room[32];
+    size_t len = 0;
+
+    fx_open(&f, _i, NULL);
+    ck_err(ct_cluster_ca_pem(f.ctx, f.store, FP1, &pem, &err), CT_E_NOTFOUND, &err);
+    ck_assert_ptr_null(pem);
+    ck_ok(ct_register(f.ctx, f.store, FP1, NULL, &r, &err), &err);
+    ck_ok(ct_cluster_ca_pem(f.ctx, f.store, FP1, &pem, &err), &err);
+    ck_assert_ptr_nonnull(strstr(pem, "-----BEGIN CERTIFICATE-----"));
+    ck_assert_ptr_null(strstr(pem, "PRIVATE"));
+    ck_ok(ct_cert_pem_to_der(pem, strlen(pem), &der, &len, &err), &err);
+    ck_ok(ct_room_hash_operational(der, len, room, &err), &err);
+    ck_assert_mem_eq(room, ct_registration_operational_room(r), 32);
+    ct_free(der);
+    ct_free(pem);
+    ck_err(ct_cluster_ca_pem(f.ctx, f.store, NULL, &pem, &err), CT_E_INVALID, &err);
+    ck_err(ct_cluster_ca_pem(f.ctx, NULL, FP1, &pem, &err), CT_E_INVALID, &err);
+    ck_err(ct_cluster_ca_pem(f.ctx, f.store, FP1, NULL, &err), CT_E_INVALID, &err);
+    ck_err(ct_cluster_ca_pem(f.ctx, f.store, "not-a-fingerprint", &pem, &err), CT_E_INVALID,
+           &err);
+    ck_ok(ct_deregister(f.ctx, f.store, FP1, &err), &err);
+    ck_err(ct_cluster_ca_pem(f.ctx, f.store, FP1, &pem, &err), CT_E_NOTFOUND, &err);
+    ct_registration_free(r);
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(test_deregister)
 {
     struct fx f;
@@ -531,6 +566,7 @@ Suite *ct_test_suite(void)
     tcase_add_loop_test(tc, test_conflict_on_leftover_ca, 0, 2);
     tcase_add_loop_test(tc, test_deregister, 0, 2);
     tcase_add_loop_test(tc, test_deregister_migrated_data, 0, 2);
+    tcase_add_loop_test(tc, test_cluster_ca_pem, 0, 2);
     tcase_add_loop_test(tc, test_states, 0, 2);
     tcase_add_loop_test(tc, test_corrupt_record, 0, 2);
     tcase_add_loop_test(tc, test_invalid, 0, 2);

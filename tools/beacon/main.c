@@ -645,6 +645,10 @@ static int run(config *c)
     signal(SIGPIPE, SIG_IGN);
 
     bcn_log_set_level(c->log_level);
+    /* before the key is read: no core dumps, not dumpable (as the bridge and
+     * the operator do); a failure is a warning, the beacon still serves */
+    if (ct_process_harden(&err) != CT_OK)
+        bcn_log(CT_LOG_WARNING, "harden_failed", err.message);
     co.log = bcn_log_library;
     co.log_level = c->log_level;
     if ((rc = ct_ctx_new(&co, &ctx, &err)) != CT_OK) {

@@ -9,6 +9,7 @@
  * reloaded on SIGHUP.
  */
 #include "../agent/agent_cli.h"
+#include "../agent/agent_ops.h"
 #include "../store/store_cli.h"
 
 #include <getopt.h>
@@ -78,6 +79,7 @@ BEACON_FLAGS_HELP
 "  --migrate-template T     where migrated Kubernetes Secrets go below\n"
 "                           clusters/<fingerprint>/ (default:\n"
 "                           " CT_MIGRATE_DEFAULT_TEMPLATE ")\n"
+OPS_FLAGS_HELP
 "  -o, --output json        events as one JSON object per line\n"
 "  -v, --verbose            also log library notices to stderr\n"
 "  -h, --help               this help\n"
@@ -89,6 +91,9 @@ STORE_FLAGS_HELP
 "claim_recorded, bootstrap_issued, bootstrap_refused, session_up,\n"
 "session_down, cluster_removed, error), clusters shown by the first 8\n"
 "characters of their fingerprint only.\n"
+"With --metrics: /healthz is 200 until shutdown begins, /readyz 200 while the\n"
+"run loop is up and its latest scan listed the store; \"metrics ADDR:PORT\" is\n"
+"printed once it listens.\n"
 "Signals: SIGTERM/SIGINT close sessions cleanly (GOAWAY) and exit. SIGHUP\n"
 "re-reads the --pod-policy file (an invalid file keeps the previous policy).\n"
 "Exit status: 0 after a signal, 1 on a fatal error, 2 on a bad command line.\n");
@@ -98,13 +103,17 @@ typedef struct evctx {
     int json;
 } evctx;
 
+static agent_ops g_ops = { .prefix = "cloudtaser_bridge" };
+
 static void on_event(void *arg, const ct_agent_event *ev)
 {
+    agent_ops_event(&g_ops, ev);
     print_event(stdout, ((evctx *)arg)->json, ev);
 }
 
 static void stop_bridge(void *arg)
 {
+    agent_ops_stopping(&g_ops);
     ct_bridge_stop(arg);
 }
 
@@ -153,7 +162,7 @@ int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_AUD, O_LIFE, O_DAYS,
            O_INITW, O_OPW, O_SCAN, O_PODS, O_PODS_EXTRA, O_BDAYS, O_REVIEW, O_MTMPL,
-           O_POD_POLICY };
+           O_POD_POLICY, O_METRICS, O_METRICS_REMOTE };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -173,6 +182,8 @@ int main(int argc, char **argv)
         { "broker-cert-days", required_argument, 0, O_BDAYS },
         { "tokenreview", required_argument, 0, O_REVIEW },
         { "migrate-template", required_argument, 0, O_MTMPL },
+        { "metrics", required_argument, 0, O_METRICS },
+        { "metrics-allow-remote", no_argument, 0, O_METRICS_REMOTE },
         { "output", required_argument, 0, 'o' },
         { "verbose", no_argument, 0, 'v' },
         { "help", no_argument, 0, 'h' },
@@ -209,7 +220,8 @@ int main(int argc, char **argv)
 
     memset(&bf, 0, sizeof bf);
     store_flags_init(&sf);
-    while ((c = getopt_long(argc, argv, "o:vhV", lo, NULL)) != -1) {
+    opterr = 0; /* our own messages, named PROG, not argv[0] */
+    while ((c = getopt_long(argc, argv, ":o:vhV", lo, NULL)) != -1) {
         if (store_flags_take(&sf, c, optarg))
             continue;
         switch (c) {
@@ -220,6 +232,8 @@ int main(int argc, char **argv)
         case O_NAME: bf.name = optarg; break;
         case O_AUD: bo.audience = optarg; break;
         case O_MTMPL: mo.path_template = optarg; break;
+        case O_METRICS: g_ops.spec = optarg; break;
+        case O_METRICS_REMOTE: g_ops.allow_remote = 1; break;
         case O_LIFE:
             if (parse_uint("--token-lifetime", optarg, 86400, &v)) return EXIT_USAGE;
             bo.max_token_lifetime_s = (uint32_t)v;
@@ -273,9 +287,16 @@ int main(int argc, char **argv)
             break;
         case 'v': verbose = 1; break;
         case 'h': usage(stdout); return EXIT_OK;
-        case 'V': printf(PROG " %s\n", ct_version()); return EXIT_OK;
+        case 'V':
+            printf(PROG " %s (libcloudtaser %s)\n", CT_VERSION_STRING, ct_version());
+            return EXIT_OK;
+        case ':':
+            fprintf(stderr, PROG ": option '%s' needs an argument\n"
+                            "Try '" PROG " --help' for more information.\n", argv[optind - 1]);
+            return EXIT_USAGE;
         default:
-            fprintf(stderr, "Try '" PROG " --help' for more information.\n");
+            fprintf(stderr, PROG ": unknown option '%s'\n"
+                            "Try '" PROG " --help' for more information.\n", argv[optind - 1]);
             return EXIT_USAGE;
         }
     }
@@ -283,7 +304,7 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
         return EXIT_USAGE;
     }
-    if (beacon_flags_resolve(PROG, &bf) != 0)
+    if (beacon_flags_resolve(PROG, &bf) != 0 || agent_ops_resolve(PROG, &g_ops) != 0)
         return EXIT_USAGE;
     if ((po.n_extra_prefixes || po.cert_days || pod_policy) && !serve_pods) {
         fprintf(stderr, PROG ": --pods-extra-prefix, --broker-cert-days and --pod-policy need "
@@ -420,8 +441,10 @@ int main(int argc, char **argv)
         so.handler_threads = 32;
         bo.session = &so;
     }
-    bo.handler = ct_router_handle;
-    bo.handler_arg = router;
+    g_ops.inner = ct_router_handle;
+    g_ops.inner_arg = router;
+    bo.handler = agent_ops_handler;
+    bo.handler_arg = &g_ops;
     bo.on_event = on_event;
     bo.event_arg = &ev;
     if (ct_bridge_new(ctx, &bo, &b, &err) != CT_OK) {
@@ -451,6 +474,11 @@ int main(int argc, char **argv)
         printf("tokenreview %.8s %s\n", fp, ct_review_server_url(rs[i]));
         fflush(stdout);
     }
+    g_ops.bridge = b;
+    if ((c = agent_ops_start(PROG, &g_ops, ctx, ev.json, stdout)) != 0) {
+        rc = c;
+        goto out;
+    }
     install_stop_signals(stop_bridge, b);
     if (ct_bridge_run(b, &err) != CT_OK) {
         fprintf(stderr, PROG ": %s\n", err.message);
@@ -464,6 +492,7 @@ out:
         pthread_kill(rl.thread, SIGHUP);
         pthread_join(rl.thread, NULL);
     }
+    agent_ops_stop(&g_ops);
     for (i = 0; i < n_reviews; i++)
         ct_review_server_free(rs[i]);
     ct_bridge_free(b);

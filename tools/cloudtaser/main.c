@@ -31,7 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PROG "cloudtaser"
 
@@ -47,6 +49,7 @@ typedef struct opts {
     store_flags store;
     uint32_t expiry_s;
     int json;
+    const char *ca_out; /* status --ca-out */
 } opts;
 
 static void usage_main(FILE *f)
@@ -142,11 +145,14 @@ static void usage_cmd(FILE *f, const char *cmd)
 "\n");
     else if (strcmp(cmd, "status") == 0)
         fprintf(f,
-"Usage: " PROG " source status --fingerprint UUID [STORE] [-o json]\n"
+"Usage: " PROG " source status --fingerprint UUID [STORE] [-o json] [--ca-out FILE]\n"
 "\n"
 "Shows a cluster's registration: state (registered, initialized, connected:\n"
 "a bridge has a live session with it, expired), registration and expiry\n"
 "times, room hash prefixes, the full operational room hash (with -o json).\n"
+"With --ca-out FILE it also writes the cluster CA certificate (PEM, public:\n"
+"what pods trust for the operator's Vault API broker, e.g. the Helm value\n"
+"broker.caCert) to FILE (mode 0644); never the CA key.\n"
 "\n");
     else
         fprintf(f,
@@ -160,6 +166,7 @@ static void usage_cmd(FILE *f, const char *cmd)
 "  --expiry DURATION    register: how long the registration waits for the\n"
 "                       cluster's bootstrap, e.g. 24h, 90m, 3600s (default 24h)\n"
 "  -o, --output FORMAT  status, list: text (default) or json\n"
+"  --ca-out FILE        status: write the cluster CA certificate (PEM) to FILE\n"
 "  -h, --help           show this text and exit\n"
 "\n"
 STORE_FLAGS_HELP
@@ -355,12 +362,47 @@ static int cmd_deregister(ct_ctx *ctx, ct_store *st, const opts *o)
     return EXIT_OK;
 }
 
+/* Writes the public CA certificate to path (mode 0644, replaced atomically). */
+static int write_ca(ct_ctx *ctx, ct_store *st, const opts *o)
+{
+    char *pem = NULL, tmp[4096];
+    ct_error err;
+    FILE *f;
+    int ok;
+
+    if (ct_cluster_ca_pem(ctx, st, o->fingerprint, &pem, &err) != CT_OK)
+        return fail("status --ca-out", &err);
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", o->ca_out) >= (int)sizeof tmp) {
+        ct_free(pem);
+        fprintf(stderr, PROG ": --ca-out: path too long\n");
+        return EXIT_USAGE;
+    }
+    ok = (f = fopen(tmp, "w")) != NULL;
+    if (ok) {
+        ok = fputs(pem, f) >= 0;
+        ok = fclose(f) == 0 && ok;
+    }
+    ok = ok && chmod(tmp, 0644) == 0 && rename(tmp, o->ca_out) == 0;
+    ct_free(pem);
+    if (!ok) {
+        fprintf(stderr, PROG ": --ca-out: cannot write %s: %s\n", o->ca_out, strerror(errno));
+        unlink(tmp);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
 static int cmd_status(ct_ctx *ctx, ct_store *st, const opts *o)
 {
     ct_registration *r = NULL;
     ct_error err;
+    int rc;
     if (ct_registration_get(ctx, st, o->fingerprint, &r, &err) != CT_OK)
         return fail("status", &err);
+    if (o->ca_out && (rc = write_ca(ctx, st, o)) != EXIT_OK) {
+        ct_registration_free(r);
+        return rc;
+    }
     if (o->json) {
         print_json_reg(r);
         putchar('\n');
@@ -426,6 +468,7 @@ int main(int argc, char **argv)
         {"jwt", no_argument, NULL, 'J'},
         {"keep-data", no_argument, NULL, 'K'},
         {"delete-data", no_argument, NULL, 'D'},
+        {"ca-out", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -484,6 +527,7 @@ int main(int argc, char **argv)
         case 'J': o.jwt = 1; break;
         case 'K': o.keep_data = 1; break;
         case 'D': o.delete_data = 1; break;
+        case 'c': o.ca_out = optarg; break;
         case 'e':
             if (parse_duration(optarg, &o.expiry_s) != 0)
                 return bad_usage("--expiry '%s': expected a duration like 24h, 90m or 3600s",
@@ -519,6 +563,8 @@ int main(int argc, char **argv)
         return bad_usage("source %s: --fingerprint is required", cmd);
     if (strcmp(cmd, "list") == 0 && o.fingerprint)
         return bad_usage("source list: --fingerprint is not accepted");
+    if (strcmp(cmd, "status") != 0 && o.ca_out)
+        return bad_usage("source %s: --ca-out applies to status only", cmd);
     if (strcmp(cmd, "register") != 0 && o.expiry_s)
         return bad_usage("source %s: --expiry applies to register only", cmd);
     if ((o.keep_data || o.delete_data) && strcmp(cmd, "deregister") != 0)

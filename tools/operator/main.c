@@ -8,6 +8,7 @@
  * server (in a pod, or with --kubeconfig / --context).
  */
 #include "../agent/agent_cli.h"
+#include "../agent/agent_ops.h"
 
 #include <getopt.h>
 #include <pthread.h>
@@ -96,6 +97,7 @@ BEACON_FLAGS_HELP
 "  --namespace NS           --migrate: a namespace in scope (repeatable; default:\n"
 "                           the kubeconfig's or the pod's namespace)\n"
 "  --selector SEL           --migrate apply: a label selector\n"
+OPS_FLAGS_HELP
 "  -o, --output json        events as one JSON object per line\n"
 "  -v, --verbose            also log library notices to stderr\n"
 "  -h, --help               this help\n"
@@ -104,12 +106,18 @@ BEACON_FLAGS_HELP
 "Output: one line per event on stdout (waiting, bootstrap_issued,\n"
 "bootstrap_refused, session_up, session_down, error, broker_serving), then\n"
 "\"answer JSON\" for --request. Never prints keys, tokens or the full fingerprint.\n"
+"With --metrics: /healthz is 200 until shutdown begins, /readyz 200 while the\n"
+"operational session with the bridge is up; \"metrics ADDR:PORT\" is printed\n"
+"once it listens.\n"
 "Signals: SIGTERM/SIGINT close the session cleanly (GOAWAY) and exit.\n"
 "Exit status: 0 after a signal or an answered --exit-after-request, 1 on a\n"
 "fatal error or a failed request, 2 on a bad command line.\n");
 }
 
 #define MAX_NS 64
+
+/* the operations endpoint (--metrics) */
+static agent_ops g_ops = { .prefix = "cloudtaser_operator" };
 
 typedef struct app {
     int json;
@@ -182,6 +190,7 @@ static void *broker_thread(void *arg)
                     a->broker_ca_out);
         ct_free(pem);
     }
+    atomic_store(&g_ops.broker_serving, 1);
     if (a->json)
         printf("{\"event\":\"broker_serving\",\"port\":%u}\n", (unsigned)ct_broker_port(a->broker));
     else
@@ -195,12 +204,14 @@ out:
 static void on_event(void *arg, const ct_agent_event *ev)
 {
     app *a = arg;
+    agent_ops_event(&g_ops, ev);
     /* with --migrate, stdout carries the report only */
     print_event(a->migrate ? stderr : stdout, a->json, ev);
 }
 
 static void stop_operator(void *arg)
 {
+    agent_ops_stopping(&g_ops);
     ct_operator_stop(arg);
 }
 
@@ -358,7 +369,8 @@ int main(int argc, char **argv)
 {
     enum { O_BEACON = 256, O_PIN, O_CA, O_SYSCA, O_NAME, O_FP, O_TOKEN, O_JWKS, O_REQ, O_EXIT, O_ROOM,
            O_TIMEOUT, O_KUBECONFIG, O_CONTEXT, O_JWKS_API, O_BLISTEN, O_BNAME, O_BCA,
-           O_BMAX, O_NO_REVIEW, O_JWKS_IVL, O_MIGRATE, O_NS, O_SEL };
+           O_BMAX, O_NO_REVIEW, O_JWKS_IVL, O_MIGRATE, O_NS, O_SEL, O_METRICS,
+           O_METRICS_REMOTE };
     static const struct option lo[] = {
         { "beacon", required_argument, 0, O_BEACON },
         { "beacon-pin", required_argument, 0, O_PIN },
@@ -384,6 +396,8 @@ int main(int argc, char **argv)
         { "migrate", required_argument, 0, O_MIGRATE },
         { "namespace", required_argument, 0, O_NS },
         { "selector", required_argument, 0, O_SEL },
+        { "metrics", required_argument, 0, O_METRICS },
+        { "metrics-allow-remote", no_argument, 0, O_METRICS_REMOTE },
         { "output", required_argument, 0, 'o' },
         { "verbose", no_argument, 0, 'v' },
         { "help", no_argument, 0, 'h' },
@@ -415,7 +429,8 @@ int main(int argc, char **argv)
     uint16_t bport = 0;
 
     memset(&bf, 0, sizeof bf);
-    while ((c = getopt_long(argc, argv, "o:vhV", lo, NULL)) != -1) {
+    opterr = 0; /* our own messages, named PROG, not argv[0] */
+    while ((c = getopt_long(argc, argv, ":o:vhV", lo, NULL)) != -1) {
         switch (c) {
         case O_BEACON: bf.address = optarg; break;
         case O_PIN: bf.pin_hex = optarg; break;
@@ -455,6 +470,8 @@ int main(int argc, char **argv)
             a.ns[a.n_ns++] = optarg;
             break;
         case O_SEL: a.selector = optarg; break;
+        case O_METRICS: g_ops.spec = optarg; break;
+        case O_METRICS_REMOTE: g_ops.allow_remote = 1; break;
         case O_ROOM:
             if (ct_unhex(optarg, room, sizeof room, &err) != CT_OK) {
                 fprintf(stderr, PROG ": --operational-room: %s\n", err.message);
@@ -501,9 +518,16 @@ int main(int argc, char **argv)
             break;
         case 'v': verbose = 1; break;
         case 'h': usage(stdout); return EXIT_OK;
-        case 'V': printf(PROG " %s\n", ct_version()); return EXIT_OK;
+        case 'V':
+            printf(PROG " %s (libcloudtaser %s)\n", CT_VERSION_STRING, ct_version());
+            return EXIT_OK;
+        case ':':
+            fprintf(stderr, PROG ": option '%s' needs an argument\n"
+                            "Try '" PROG " --help' for more information.\n", argv[optind - 1]);
+            return EXIT_USAGE;
         default:
-            fprintf(stderr, "Try '" PROG " --help' for more information.\n");
+            fprintf(stderr, PROG ": unknown option '%s'\n"
+                            "Try '" PROG " --help' for more information.\n", argv[optind - 1]);
             return EXIT_USAGE;
         }
     }
@@ -539,7 +563,7 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": --exit-after-request needs --request\n");
         return EXIT_USAGE;
     }
-    if (beacon_flags_resolve(PROG, &bf) != 0)
+    if (beacon_flags_resolve(PROG, &bf) != 0 || agent_ops_resolve(PROG, &g_ops) != 0)
         return EXIT_USAGE;
     if ((bro.n_names || a.broker_ca_out || bro.max_in_flight) && !broker_listen) {
         fprintf(stderr, PROG ": --broker-* flags need --broker-listen\n");
@@ -629,8 +653,10 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": %s\n", err.message);
         goto out;
     }
-    oo.handler = ct_router_handle;
-    oo.handler_arg = router;
+    g_ops.inner = ct_router_handle;
+    g_ops.inner_arg = router;
+    oo.handler = agent_ops_handler;
+    oo.handler_arg = &g_ops;
     oo.fingerprint = fp;
     oo.beacon = &bf.opts;
     oo.jwks = jwks;
@@ -639,6 +665,11 @@ int main(int argc, char **argv)
     oo.event_arg = &a;
     if (ct_operator_new(ctx, &oo, &a.op, &err) != CT_OK) {
         fprintf(stderr, PROG ": %s\n", err.message);
+        goto out;
+    }
+    g_ops.op = a.op;
+    if ((c = agent_ops_start(PROG, &g_ops, ctx, a.json, a.migrate ? stderr : stdout)) != 0) {
+        rc = c;
         goto out;
     }
     install_stop_signals(stop_operator, a.op);
@@ -684,6 +715,7 @@ int main(int argc, char **argv)
     rc = EXIT_OK;
 out:
     a.stopping = 1;
+    agent_ops_stop(&g_ops);
     if (bt_started) {
         ct_operator_stop(a.op);
         pthread_join(bt, NULL);
