@@ -9,6 +9,7 @@
 #include "bootstrap_internal.h"
 #include "internal.h"
 #include "podpolicy_internal.h"
+#include "json_wipe.h"
 
 #include <cloudtaser/broker.h>
 #include <cloudtaser/jwt.h>
@@ -199,24 +200,6 @@ static tok *find(ct_embedded_vault *v, const char *token, int64_t now)
 
 /* ---- answers ---- */
 
-static void wipe_json(json_t *x)
-{
-    const char *k;
-    json_t *y;
-    size_t i;
-    if (!x)
-        return;
-    if (json_is_string(x))
-        ct_secure_wipe((void *)(uintptr_t)json_string_value(x), json_string_length(x));
-    else if (json_is_object(x)) {
-        json_object_foreach(x, k, y)
-            wipe_json(y);
-    } else if (json_is_array(x)) {
-        json_array_foreach(x, i, y)
-            wipe_json(y);
-    }
-}
-
 /*
  * The handler's answer: {"status":N,"body":"<body>","headers":{...}}.
  * `body` (may be NULL: empty body) is consumed; its strings are wiped.
@@ -260,7 +243,7 @@ static ct_err answer(int status, json_t *body, uint8_t **resp, size_t *resp_len,
     *resp_len = n;
 out:
     if (a) {
-        wipe_json(json_object_get(a, "body"));
+        ctp_json_wipe(json_object_get(a, "body"));
         json_decref(a);
     }
     if (text) {
@@ -268,7 +251,7 @@ out:
         free(text);
     }
     if (body) {
-        wipe_json(body);
+        ctp_json_wipe(body);
         json_decref(body);
     }
     return rc;
@@ -416,7 +399,7 @@ out:
         ct_secure_wipe(buf, n);
         free(buf);
     }
-    wipe_json(d);
+    ctp_json_wipe(d);
     json_decref(rec);
     json_decref(d);
     return rc;
@@ -440,7 +423,7 @@ static ct_err kv_read(ct_store *store, const char *key, json_t **data, int64_t *
     ver = json_object_get(o, "v");
     if (!json_is_object(o) || !json_is_object(d) || !json_is_integer(ver) ||
         json_integer_value(ver) != REC_V) {
-        wipe_json(o);
+        ctp_json_wipe(o);
         json_decref(o);
         return ctp_err(err, CT_E_STORE, 0, "record '%s' is not a KV secret record", key);
     }
@@ -475,7 +458,7 @@ ct_err ct_embedded_kv_get(ct_store *store, const char *mount, const char *path,
         *data_json = NULL;
         rc = ctp_err(err, CT_E_INTERNAL, 0, "serialising the secret failed");
     }
-    wipe_json(d);
+    ctp_json_wipe(d);
     json_decref(d);
     return rc;
 }
@@ -806,7 +789,7 @@ out:
     ct_secure_wipe(token, sizeof token);
     ct_secure_wipe(raw, sizeof raw);
     if (b) {
-        wipe_json(json_object_get(b, "jwt"));
+        ctp_json_wipe(json_object_get(b, "jwt"));
         json_decref(b);
     }
     ct_secret_free(val);
@@ -1062,17 +1045,17 @@ static ct_err mig_read(ct_store *store, const char *key, json_t **data, uint64_t
     d = json_object_get(o, "data");
     st = json_string_value(json_object_get(o, "state"));
     if (!json_is_object(d) || !st) {
-        wipe_json(o);
+        ctp_json_wipe(o);
         json_decref(o);
         return ctp_err(err, CT_E_STORE, 0, "record '%s' is not a migrated Secret", key);
     }
     if (strcmp(st, "restored") == 0) {
-        wipe_json(o);
+        ctp_json_wipe(o);
         json_decref(o);
         return ctp_err(err, CT_E_NOTFOUND, 0, "the Secret of '%s' was restored", key);
     }
     if (!(out = json_object())) {
-        wipe_json(o);
+        ctp_json_wipe(o);
         json_decref(o);
         return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
     }
@@ -1093,7 +1076,7 @@ static ct_err mig_read(ct_store *store, const char *key, json_t **data, uint64_t
             free(buf);
         }
     }
-    wipe_json(o);
+    ctp_json_wipe(o);
     json_decref(o);
     *data = out;
     return CT_OK;
@@ -1130,7 +1113,7 @@ static ct_err do_kv_read(call *c, const char *mount, const char *rest)
         return answer_error(404, NULL, c->resp, c->resp_len, c->err);
     rc = read_any(c, mig, key, &d, &created, &ver, &e2);
     if (rc == CT_E_NOTFOUND || (rc == CT_OK && want && (uint64_t)want != ver)) {
-        wipe_json(d);
+        ctp_json_wipe(d);
         json_decref(d);
         return answer_error(404, NULL, c->resp, c->resp_len, c->err);
     }
@@ -1143,7 +1126,7 @@ static ct_err do_kv_read(call *c, const char *mount, const char *rest)
     if (!md || !dd) {
         json_decref(md);
         json_decref(dd);
-        wipe_json(d);
+        ctp_json_wipe(d);
         json_decref(d);
         return ctp_err(c->err, CT_E_NOMEM, ENOMEM, "out of memory");
     }
@@ -1173,7 +1156,7 @@ static ct_err do_kv_metadata(call *c, const char *mount, const char *rest)
     if (locate(c, mig, mount, rest, key, sizeof key) != 0)
         return answer_error(404, NULL, c->resp, c->resp_len, c->err);
     rc = read_any(c, mig, key, &d, &created, &ver, &e2);
-    wipe_json(d);
+    ctp_json_wipe(d);
     json_decref(d);
     if (rc == CT_E_NOTFOUND)
         return answer_error(404, NULL, c->resp, c->resp_len, c->err);
@@ -1342,8 +1325,8 @@ ct_err ct_embedded_vault_http(void *arg, const char *fingerprint, ct_session *s,
     }
 out:
     if (o) {
-        wipe_json(json_object_get(o, "token"));
-        wipe_json(json_object_get(o, "body"));
+        ctp_json_wipe(json_object_get(o, "token"));
+        ctp_json_wipe(json_object_get(o, "body"));
         json_decref(o);
     }
     return rc;

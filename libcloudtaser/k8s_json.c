@@ -14,6 +14,7 @@
 #include "k8s_internal.h"
 
 #include "b64.h"
+#include "json_wipe.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -28,29 +29,10 @@
 
 /* ------------------------------------------------------------ helpers */
 
-/* Overwrites every string (values, not keys) of a tree in place. */
-static void wipe_json(json_t *v)
-{
-    const char *k;
-    json_t *x;
-    size_t i;
-    if (!v)
-        return;
-    if (json_is_string(v)) {
-        ct_secure_wipe((void *)(uintptr_t)json_string_value(v), json_string_length(v));
-    } else if (json_is_object(v)) {
-        json_object_foreach(v, k, x)
-            wipe_json(x);
-    } else if (json_is_array(v)) {
-        json_array_foreach(v, i, x)
-            wipe_json(x);
-    }
-}
-
 static void free_tree(json_t *root, int wipe)
 {
     if (wipe)
-        wipe_json(root);
+        ctp_json_wipe(root);
     json_decref(root);
 }
 

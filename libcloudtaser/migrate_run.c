@@ -11,6 +11,7 @@
 #include "migrate_internal.h"
 
 #include "b64.h"
+#include "json_wipe.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -23,30 +24,6 @@ typedef struct run {
     ct_migrate_report *rep;
     int reached; /* the bridge has answered at least once */
 } run;
-
-static void wipe_json(json_t *v)
-{
-    const char *k;
-    json_t *x;
-    size_t i;
-    if (!v)
-        return;
-    if (json_is_string(v))
-        ct_secure_wipe((void *)(uintptr_t)json_string_value(v), json_string_length(v));
-    else if (json_is_object(v)) {
-        json_object_foreach(v, k, x)
-            wipe_json(x);
-    } else if (json_is_array(v)) {
-        json_array_foreach(v, i, x)
-            wipe_json(x);
-    }
-}
-
-static void free_json(json_t *v)
-{
-    wipe_json(v);
-    json_decref(v);
-}
 
 /* Sends a request (serialised into a ct_secret) and parses the JSON answer. */
 static ct_err call(run *r, json_t *req, json_t **ans, ct_error *err)
@@ -79,7 +56,7 @@ static ct_err call(run *r, json_t *req, json_t **ans, ct_error *err)
     if (ans) {
         *ans = json_loadb((const char *)(resp ? resp : (const uint8_t *)""), len, 0, NULL);
         if (!json_is_object(*ans)) {
-            free_json(*ans);
+            ctp_json_free_wiped(*ans);
             *ans = NULL;
             rc = ctp_err(err, CT_E_PROTO, 0, "the bridge's answer is not a JSON object");
         }
@@ -150,7 +127,7 @@ static json_t *put_request(const ct_k8s_secret *s, ct_error *err)
 nomem:
     ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
 fail:
-    free_json(req);
+    ctp_json_free_wiped(req);
     return NULL;
 }
 
@@ -229,7 +206,7 @@ static ct_err migrate_one(run *r, ct_k8s_client *c, const ct_k8s_secret *s, ct_e
     if (!(req = put_request(s, &e)))
         return progress(r, ns, name, CT_MIGRATE_FAILED, e.message, err);
     rc = call(r, req, NULL, &e);
-    free_json(req);
+    ctp_json_free_wiped(req);
     if (fatal(r, rc))
         return ctp_err(err, rc, 0, "the bridge cannot be reached or does not serve the "
                        "migration: %s", e.message);
@@ -254,11 +231,11 @@ static ct_err migrate_one(run *r, ct_k8s_client *c, const ct_k8s_secret *s, ct_e
         return rc;
     }
     if (!same(s, rec, why, sizeof why)) {
-        free_json(rec);
+        ctp_json_free_wiped(rec);
         snprintf(msg, sizeof msg, "verification failed: %s; the Secret is kept", why);
         return progress(r, ns, name, CT_MIGRATE_FAILED, msg, err);
     }
-    free_json(rec);
+    ctp_json_free_wiped(rec);
     /* 3. delete with preconditions */
     rc = ct_k8s_delete_secret(c, ns, name, ct_k8s_secret_uid(s),
                               ct_k8s_secret_resource_version(s), &deleted, &e);
@@ -443,11 +420,11 @@ static ct_err restore_one(run *r, ct_k8s_client *c, const char *key, ct_error *e
     data = json_object_get(rec, "data");
     labels = json_object_get(rec, "labels");
     if (!ns || !name || !type || !uid || !json_is_object(data)) {
-        free_json(rec);
+        ctp_json_free_wiped(rec);
         return progress(r, "", key, CT_MIGRATE_FAILED, "not a migrated Secret record", err);
     }
     if (!ns_wanted(r->o, ns)) {
-        free_json(rec);
+        ctp_json_free_wiped(rec);
         r->rep->totals.total--; /* not in this run's scope */
         return CT_OK;
     }
@@ -504,7 +481,7 @@ done:
     free(vals);
     free(keys);
     free(lab);
-    free_json(rec);
+    ctp_json_free_wiped(rec);
     return rc;
 }
 

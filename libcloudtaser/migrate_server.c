@@ -6,12 +6,13 @@
  *
  * Records carry Secret values (base64 in JSON): they are serialised into
  * ct_secret buffers and jansson's string copies are wiped before the trees
- * are freed (wipe_json). The answer to migrate.get is handed to the session
+ * are freed (ctp_json_wipe). The answer to migrate.get is handed to the session
  * as a malloc'd buffer (the session frees it without wiping: see
  * docs/SECURITY.md).
  */
 #include "internal.h"
 #include "migrate_internal.h"
+#include "json_wipe.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -28,29 +29,11 @@ struct ct_migrate_server {
     char prefix[CT_STORE_KEY_MAX + 1]; /* the template's literal part up to the first '{' */
 };
 
-/* Overwrites every string in a tree (values may be secret). */
-static void wipe_json(json_t *v)
-{
-    const char *k;
-    json_t *x;
-    size_t i;
-    if (!v)
-        return;
-    if (json_is_string(v))
-        ct_secure_wipe((void *)(uintptr_t)json_string_value(v), json_string_length(v));
-    else if (json_is_object(v)) {
-        json_object_foreach(v, k, x)
-            wipe_json(x);
-    } else if (json_is_array(v)) {
-        json_array_foreach(v, i, x)
-            wipe_json(x);
-    }
-}
-
+/* Wipes only a tree no one else holds, then drops the reference. */
 static void free_json(json_t *v)
 {
     if (v && v->refcount == 1)
-        wipe_json(v);
+        ctp_json_wipe(v);
     json_decref(v);
 }
 

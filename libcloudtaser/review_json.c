@@ -5,35 +5,16 @@
  */
 #include "internal.h"
 #include "review_internal.h"
+#include "json_wipe.h"
 
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Wipes every string in a JSON tree (recursively) before it is freed. */
-static void wipe_json(json_t *v, int depth)
-{
-    const char *k;
-    json_t *x;
-    size_t i;
-    if (!v || depth > 16)
-        return;
-    if (json_is_string(v)) {
-        ct_secure_wipe((void *)(uintptr_t)json_string_value(v), json_string_length(v));
-    } else if (json_is_object(v)) {
-        json_object_foreach(v, k, x)
-            wipe_json(x, depth + 1);
-    } else if (json_is_array(v)) {
-        json_array_foreach(v, i, x)
-            wipe_json(x, depth + 1);
-    }
-}
-
 void ctp_review_free_json(json_t *v)
 {
-    wipe_json(v, 0);
-    json_decref(v);
+    ctp_json_free_wiped(v);
 }
 
 /* json_dumpb into a malloc'd buffer (NUL-terminated). NULL on failure. */

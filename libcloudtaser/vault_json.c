@@ -6,6 +6,7 @@
 #include "vault_internal.h"
 
 #include "b64.h"
+#include "json_wipe.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -14,29 +15,6 @@
 #include <string.h>
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_SORT_KEYS)
-
-/* Overwrites every string in a tree (values, not member names). */
-static void wipe_json(json_t *j, int depth)
-{
-    size_t i;
-    const char *k;
-    json_t *v;
-    if (!j || depth > 4096)
-        return;
-    if (json_is_string(j)) {
-        ct_secure_wipe((void *)(uintptr_t)json_string_value(j), json_string_length(j));
-    } else if (json_is_object(j)) {
-        json_object_foreach(j, k, v) wipe_json(v, depth + 1);
-    } else if (json_is_array(j)) {
-        json_array_foreach(j, i, v) wipe_json(v, depth + 1);
-    }
-}
-
-static void free_json(json_t *j)
-{
-    wipe_json(j, 0);
-    json_decref(j);
-}
 
 static json_t *load(const uint8_t *body, size_t len)
 {
@@ -68,7 +46,7 @@ int ctp_vault_value_is_plain(const uint8_t *value, size_t len)
             free(tmp);
         }
     }
-    free_json(o);
+    ctp_json_free_wiped(o);
     return plain;
 }
 
@@ -174,7 +152,7 @@ ct_err ctp_vault_decode_data(const uint8_t *json, size_t len, ct_secret **out, c
     if (!j)
         return ctp_err(err, CT_E_STORE, 0, "the secret's data is not valid JSON");
     rc = decode_data(j, out, err);
-    free_json(j);
+    ctp_json_free_wiped(j);
     return rc;
 }
 
@@ -224,11 +202,11 @@ ct_err ctp_vault_parse_read(const uint8_t *body, size_t len, long status, ctp_va
                 out->deleted = dt && *dt;
             }
         }
-        free_json(root);
+        ctp_json_free_wiped(root);
         return ctp_err(err, CT_E_NOTFOUND, 404, "not found");
     }
     if (!json_is_object(root)) {
-        free_json(root);
+        ctp_json_free_wiped(root);
         return malformed(err, "not a JSON object");
     }
     data = json_object_get(root, "data");
@@ -236,7 +214,7 @@ ct_err ctp_vault_parse_read(const uint8_t *body, size_t len, long status, ctp_va
     inner = json_object_get(data, "data");
     if (!json_is_object(data) || !json_is_object(meta) ||
         get_uint(meta, "version", 1, &out->version) != 0) {
-        free_json(root);
+        ctp_json_free_wiped(root);
         return malformed(err, "no data.metadata.version");
     }
     if (json_is_null(inner) || !inner) {
@@ -244,13 +222,13 @@ ct_err ctp_vault_parse_read(const uint8_t *body, size_t len, long status, ctp_va
         const char *dt = json_string_value(json_object_get(meta, "deletion_time"));
         out->destroyed = json_is_true(json_object_get(meta, "destroyed"));
         out->deleted = dt && *dt;
-        free_json(root);
+        ctp_json_free_wiped(root);
         if (out->deleted || out->destroyed)
             return ctp_err(err, CT_E_NOTFOUND, 404, "not found (deleted version)");
         return malformed(err, "data.data is null");
     }
     rc = decode_data(inner, &out->value, err);
-    free_json(root);
+    ctp_json_free_wiped(root);
     if (rc != CT_OK)
         out->version = 0;
     return rc;
@@ -267,7 +245,7 @@ ct_err ctp_vault_parse_write(const uint8_t *body, size_t len, uint64_t *version,
                      "vault accepted the write but did not report a version: the mount is "
                      "not a KV version 2 engine (vault secrets enable -version=2, or "
                      "vault kv enable-versioning)");
-    free_json(root);
+    ctp_json_free_wiped(root);
     return rc;
 }
 
