@@ -30,7 +30,8 @@
  *    GOAWAY must not overtake the requests queued before it). A writer
  *    waits while it would push the queue beyond DATA_QUEUE_MAX (a single
  *    frame always fits into an empty queue). CANCEL and GOAWAY are tiny and
- *    never wait.
+ *    never wait; nor do deferred answers (ct_session_reply_send), which
+ *    max_streams x max_frame bounds.
  *  - `ctl`: PING, PONG and the error answers the I/O thread makes itself
  *    (busy, no handler); they jump the data queue. They are only made while
  *    reading, and the I/O thread stops reading while ctl holds more than
@@ -500,9 +501,14 @@ static const ctp_sess_cb core_cb = {
 /* ------------------------------------------------------------------ */
 /* Handler threads                                                      */
 
-/* Queues the answer to w (under mu; may wait for queue space). */
+/*
+ * Queues the answer to w (under mu). A handler thread (may_wait) waits for
+ * queue space; a deferred answer never waits: it is sent from threads that
+ * serve other sessions too (a peer that stops reading must not stall them),
+ * and the queue stays bounded by max_streams answers of max_frame each.
+ */
 static void answer(ct_session *s, work *w, ct_err rc, const uint8_t *resp, size_t resp_len,
-                   const ct_error *herr)
+                   const ct_error *herr, bool may_wait)
 {
     uint8_t hdr[CT_SESSION_HEADER_LEN], epl[4 + sizeof herr->message];
     const uint8_t *pl = resp;
@@ -525,7 +531,8 @@ static void answer(ct_session *s, work *w, ct_err rc, const uint8_t *resp, size_
         pl = epl;
         flags = CTP_SF_F_ERROR;
     }
-    while (!s->ending && !w->cancelled && !data_fits(s, CT_SESSION_HEADER_LEN + n))
+    while (may_wait && !s->ending && !w->cancelled &&
+           !data_fits(s, CT_SESSION_HEADER_LEN + n))
         pthread_cond_wait(&s->space_cv, &s->mu);
     if (s->ending || w->cancelled)
         return;
@@ -583,7 +590,7 @@ static void *handler_main(void *arg)
         pthread_mutex_lock(&s->mu);
         w->in_handler = false;
         if (!w->deferred) {
-            answer(s, w, rc, resp, resp_len, &herr);
+            answer(s, w, rc, resp, resp_len, &herr, true);
             work_done(s, w);
         } else if (w->replied) {
             work_done(s, w); /* answered before the handler even returned */
@@ -1403,7 +1410,7 @@ void ct_session_reply_send(ct_session_reply *r, ct_err code, const uint8_t *resp
         resp_len = 0;
     pthread_mutex_lock(&s->mu);
     if (!s->freed)
-        answer(s, w, code, resp, resp_len, &herr); /* drops if cancelled */
+        answer(s, w, code, resp, resp_len, &herr, false); /* drops if cancelled */
     w->replied = true;
     if (!w->in_handler)
         work_done(s, w);

@@ -185,8 +185,11 @@ CT_API ct_err ct_session_defer(ct_session *s, uint32_t stream, ct_session_reply 
  * code CT_OK: resp[0..resp_len) is the answer (copied; NULL with 0 is an
  * empty answer); an answer larger than max_frame becomes a CT_E_TOOBIG
  * error. Any other code: the requester's call fails with it and `message`
- * (NULL: the code's description). May wait while the session's send queue
- * is full, as a handler's answer does. Thread-safe; never from on_close.
+ * (NULL: the code's description). Never waits: the answer is queued even
+ * when the send queue is full (a thread answering for many sessions must
+ * not stall behind one peer that stops reading; the queue stays bounded by
+ * max_streams answers of at most max_frame bytes). Thread-safe; never from
+ * on_close.
  */
 CT_API void ct_session_reply_send(ct_session_reply *r, ct_err code, const uint8_t *resp,
                                   size_t resp_len, const char *message);

@@ -1157,6 +1157,82 @@ static void expect_proto(spair *p, const char *what)
     ck_assert_msg(r == CT_E_CLOSED || r == CT_E_RESET, "raw end: %s", ct_err_name(r));
 }
 
+/* Answers every parked handle of h with ANS_LEN bytes, then sets done. */
+enum { PARK_N = 16, ANS_LEN = 60 * 1024 };
+typedef struct replier {
+    hstate *h;
+    atomic_int done;
+    pthread_t th;
+} replier;
+
+static void *replier_main(void *arg)
+{
+    replier *rp = arg;
+    uint8_t *ans = malloc(ANS_LEN);
+    int i;
+    if (ans)
+        memset(ans, 'r', ANS_LEN);
+    for (i = 0; i < PARK_N; i++) {
+        ct_session_reply *r;
+        pthread_mutex_lock(&rp->h->mu);
+        r = rp->h->parked[i];
+        rp->h->parked[i] = NULL;
+        pthread_mutex_unlock(&rp->h->mu);
+        ct_session_reply_send(r, ans ? CT_OK : CT_E_NOMEM, ans, ANS_LEN, NULL);
+    }
+    free(ans);
+    atomic_store(&rp->done, 1);
+    return NULL;
+}
+
+/*
+ * A deferred answer never waits for send-queue space: a peer that stops
+ * reading must not stall the thread that answers (on the bridge, one thread
+ * answers every cluster's Vault calls). 16 x 60 KiB answers to a raw peer
+ * that reads nothing exceed the pipe (64 KiB), the send buffer and the
+ * queue (256 KiB each);
+ * afterwards every answer arrives whole.
+ */
+START_TEST(deferred_reply_never_waits)
+{
+    spair p;
+    replier rp;
+    ctp_sframe f;
+    uint8_t *buf = malloc(ANS_LEN);
+    int64_t t0;
+    int i, seen = 0;
+
+    ck_assert_ptr_nonnull(buf);
+    raw_start(&p, F_PIPE);
+    for (i = 0; i < PARK_N; i++) {
+        char q[4] = {'D', (char)('a' + i), 0, 0};
+        put_frame(p.sc, CTP_SF_REQ, 0, 0, (uint32_t)(2 * i + 2), 2, q, 2);
+    }
+    wait_parked(&p.ha, PARK_N);
+    memset(&rp, 0, sizeof rp);
+    rp.h = &p.ha;
+    atomic_init(&rp.done, 0);
+    ck_assert_int_eq(pthread_create(&rp.th, NULL, replier_main, &rp), 0);
+    t0 = now_ms();
+    while (!atomic_load(&rp.done) && now_ms() - t0 < WAIT_MS)
+        sleep_ms(5);
+    ck_assert_msg(atomic_load(&rp.done), "ct_session_reply_send waited for queue space");
+    pthread_join(rp.th, NULL);
+    /* nothing lost: every answer arrives whole */
+    while (seen < PARK_N) {
+        get_frame(p.sc, &f, buf, ANS_LEN);
+        if (f.type != CTP_SF_RESP)
+            continue; /* a PING, if any */
+        ck_assert_uint_eq(f.len, ANS_LEN);
+        ck_assert_int_eq(buf[0], 'r');
+        ck_assert_int_eq(buf[ANS_LEN - 1], 'r');
+        seen++;
+    }
+    free(buf);
+    spair_free(&p);
+}
+END_TEST
+
 /* Each case: one bad frame from the raw peer (the session is the initiator:
  * its ids are odd, the raw peer's even). */
 static const struct {
@@ -1582,6 +1658,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, free_without_close);
     tcase_add_loop_test(tc, deferred_answers, 0, 2);
     tcase_add_test(tc, deferred_cancel_and_free);
+    tcase_add_test(tc, deferred_reply_never_waits);
     tcase_add_test(tc, open_arguments);
     suite_add_tcase(s, tc);
 
