@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -836,26 +837,34 @@ static int pause_ms(ct_broker *b, int64_t ms)
 static ct_err swap_in(ct_broker *b, newcert *nc, ct_error *err)
 {
     struct MHD_Daemon *old = b->d, *nd;
-    const union MHD_DaemonInfo *di;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(old, MHD_DAEMON_INFO_LISTEN_FD);
+    MHD_socket lfd;
     char *old_chain;
     int64_t until;
-    MHD_socket fd = MHD_quiesce_daemon(old);
+    int fd;
 
-    if (fd == MHD_INVALID_SOCKET)
-        return ctp_err(err, CT_E_IO, 0, "the broker cannot hand over its listening socket");
-    nd = start_daemon(b, nc->chain, (int)fd);
-    if (!nd) {
-        /* keep serving with the certificate in use; retried later */
-        pthread_mutex_lock(&b->mu);
-        nd = start_daemon(b, b->cert_chain, (int)fd);
-        pthread_mutex_unlock(&b->mu);
-        if (nd)
-            b->d = nd;
-        else
-            close(fd);
-        MHD_stop_daemon(old);
+    if (!di || di->listen_fd == MHD_INVALID_SOCKET)
+        return ctp_err(err, CT_E_IO, 0, "the broker cannot find its listening socket");
+    lfd = di->listen_fd;
+    /*
+     * The new server starts on a duplicate of the listening socket while
+     * the old one still accepts, so a failure leaves the old server as it
+     * was (serving with the certificate in use; the renewal is retried).
+     * libmicrohttpd may close the duplicate when it fails to start; it is
+     * not closed here, since a second close could hit a descriptor another
+     * thread has opened meanwhile.
+     */
+    if ((fd = fcntl(lfd, F_DUPFD_CLOEXEC, 0)) < 0)
+        return ctp_err(err, CT_E_IO, errno, "the broker cannot share its listening socket: %s",
+                       strerror(errno));
+    /* two servers poll the socket for a moment: accept must never block */
+    (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    nd = start_daemon(b, nc->chain, fd);
+    if (!nd)
         return ctp_err(err, CT_E_IO, 0, "the broker's server refused the renewed certificate");
-    }
+    /* from now on only the new server accepts */
+    if (MHD_quiesce_daemon(old) == lfd)
+        close(lfd);
     pthread_mutex_lock(&b->mu);
     b->d = nd;
     old_chain = b->cert_chain;
@@ -900,6 +909,11 @@ static void *renew_main(void *arg)
         if (rc == CT_OK)
             rc = swap_in(b, &nc, &e);
         newcert_clear(&nc);
+        if (rc == CT_OK && renew_due_ms(b) <= ct_ctx_wall_ms(b->ctx))
+            /* e.g. the leaf is capped by a cluster CA about to expire: never spin */
+            rc = ctp_err(&e, CT_E_STATE, 0, "the renewed certificate (valid until %lld) is "
+                         "already due for renewal; does the cluster CA expire soon?",
+                         (long long)ct_broker_not_after(b));
         if (rc == CT_OK) {
             backoff = 0;
             ctp_log(b->ctx, CT_LOG_NOTICE, "broker.renewed", "broker certificate renewed "
