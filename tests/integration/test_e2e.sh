@@ -122,6 +122,13 @@ curl -s --max-time 5 "http://$bops/metrics" | grep -q '^cloudtaser_bridge_store_
 [ "$(http_code "$bops" /nope)" = 404 ] || fail "bridge ops: unknown path is not 404"
 ok "bridge operations endpoint on $bops: healthy, ready once the store is scanned"
 
+# SIGHUP without --pod-policy: logged, never fatal (systemctl reload must not stop it)
+kill -HUP "$bridge1_pid"
+wait_for "$tmp/bridge1.log" 'SIGHUP: nothing to reload' 5
+kill -0 "$bridge1_pid" 2>/dev/null || fail "SIGHUP stopped the bridge"
+[ "$(http_code "$bops" /healthz)" = 200 ] || fail "bridge /healthz after SIGHUP"
+ok "SIGHUP without --pod-policy is logged and ignored"
+
 # --- happy path (with the optional operational-room pin) -------------------
 room=$("$CT" source status --fingerprint "$FP" -o json | sed -n 's/.*"operational_room":"\([0-9a-f]*\)".*/\1/p')
 [ ${#room} = 64 ] || fail "status -o json has no operational_room"

@@ -95,7 +95,8 @@ STORE_FLAGS_HELP
 "run loop is up and its latest scan listed the store; \"metrics ADDR:PORT\" is\n"
 "printed once it listens.\n"
 "Signals: SIGTERM/SIGINT close sessions cleanly (GOAWAY) and exit. SIGHUP\n"
-"re-reads the --pod-policy file (an invalid file keeps the previous policy).\n"
+"re-reads the --pod-policy file (an invalid file keeps the previous policy;\n"
+"without --pod-policy it is logged and ignored).\n"
 "Exit status: 0 after a signal, 1 on a fatal error, 2 on a bad command line.\n");
 }
 
@@ -136,6 +137,10 @@ static void *reload_main(void *arg)
     while (sigwait(&set, &sig) == 0 && !r->stop) {
         ct_pod_policy *p = NULL;
         ct_error err;
+        if (!r->path) {
+            fprintf(stderr, PROG ": SIGHUP: nothing to reload (no --pod-policy)\n");
+            continue;
+        }
         if (ct_pod_policy_load(r->path, &p, &err) != CT_OK) {
             fprintf(stderr, PROG ": SIGHUP: keeping the previous pod policy: %s\n", err.message);
             continue;
@@ -318,6 +323,14 @@ int main(int argc, char **argv)
 
     if (ct_process_harden(&err) != CT_OK)
         fprintf(stderr, PROG ": warning: %s\n", err.message);
+    {
+        /* SIGHUP is taken by sigwait on one thread (reload_main): blocked here,
+         * before any thread starts, so every thread inherits the mask */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+    }
     co.log = stderr_logger;
     co.log_user = (void *)PROG;
     co.log_level = verbose ? CT_LOG_INFO : CT_LOG_WARNING;
@@ -396,18 +409,8 @@ int main(int argc, char **argv)
             goto out;
         }
         if (pod_policy) {
-            /* SIGHUP is taken by sigwait on one thread: blocked in all the others */
-            sigset_t set;
-            sigemptyset(&set);
-            sigaddset(&set, SIGHUP);
-            pthread_sigmask(SIG_BLOCK, &set, NULL);
             rl.path = pod_policy;
             rl.ev = emb;
-            if (pthread_create(&rl.thread, NULL, reload_main, &rl) != 0) {
-                fprintf(stderr, PROG ": cannot start the SIGHUP thread\n");
-                goto out;
-            }
-            rl.started = 1;
         }
     } else if (serve_pods) {
         /* the Vault of the store flags, or VAULT_* (pods' calls carry their own token) */
@@ -447,6 +450,11 @@ int main(int argc, char **argv)
     bo.handler_arg = &g_ops;
     bo.on_event = on_event;
     bo.event_arg = &ev;
+    if (pthread_create(&rl.thread, NULL, reload_main, &rl) != 0) {
+        fprintf(stderr, PROG ": cannot start the SIGHUP thread\n");
+        goto out;
+    }
+    rl.started = 1;
     if (ct_bridge_new(ctx, &bo, &b, &err) != CT_OK) {
         fprintf(stderr, PROG ": %s\n", err.message);
         goto out;
