@@ -829,6 +829,8 @@ struct ctp_http_multi {
     mxfer *incoming;
     size_t in_flight; /* incoming + active */
     int stop;
+    unsigned starting; /* starts between reservation and hand-over */
+    pthread_cond_t started_cv; /* signalled when starting drops to 0 */
     CURL *idle[MULTI_FREE_MAX];
     int nidle;
     /* driver thread only */
@@ -961,7 +963,14 @@ ct_err ctp_http_multi_new(ctp_http *h, size_t max_in_flight, ctp_http_multi **ou
         free(mh);
         return ctp_err(err, CT_E_NOMEM, 0, "cannot create a mutex");
     }
+    if (pthread_cond_init(&mh->started_cv, NULL) != 0) {
+        pthread_mutex_destroy(&mh->mu);
+        curl_multi_cleanup(mh->m);
+        free(mh);
+        return ctp_err(err, CT_E_NOMEM, 0, "cannot create a condition variable");
+    }
     if (pthread_create(&mh->th, NULL, multi_main, mh) != 0) {
+        pthread_cond_destroy(&mh->started_cv);
         pthread_mutex_destroy(&mh->mu);
         curl_multi_cleanup(mh->m);
         free(mh);
@@ -995,6 +1004,7 @@ ct_err ctp_http_multi_start(ctp_http_multi *mh, const ctp_http_request *req,
                        mh->max_in_flight);
     }
     mh->in_flight++; /* reserved */
+    mh->starting++;  /* ctp_http_multi_free waits for this start */
     if (mh->nidle)
         c = mh->idle[--mh->nidle];
     pthread_mutex_unlock(&mh->mu);
@@ -1011,16 +1021,33 @@ ct_err ctp_http_multi_start(ctp_http_multi *mh, const ctp_http_request *req,
         free(t);
         pthread_mutex_lock(&mh->mu);
         mh->in_flight--;
+        if (--mh->starting == 0)
+            pthread_cond_broadcast(&mh->started_cv);
         pthread_mutex_unlock(&mh->mu);
         return rc;
     }
     t->done = done;
     t->arg = arg;
     pthread_mutex_lock(&mh->mu);
+    if (mh->stop) {
+        /* ctp_http_multi_free began meanwhile: the driver takes nothing more */
+        mh->in_flight--;
+        if (--mh->starting == 0)
+            pthread_cond_broadcast(&mh->started_cv);
+        pthread_mutex_unlock(&mh->mu);
+        xfer_release_buffers(&t->x);
+        curl_easy_cleanup(t->x.c);
+        ctp_http_response_clear(&t->resp);
+        free(t);
+        return ctp_err(err, CT_E_CLOSED, 0, "the HTTPS client is shutting down");
+    }
     t->next = mh->incoming;
     mh->incoming = t;
-    pthread_mutex_unlock(&mh->mu);
+    /* woken under the lock: free cannot tear the multi handle down meanwhile */
     curl_multi_wakeup(mh->m);
+    if (--mh->starting == 0)
+        pthread_cond_broadcast(&mh->started_cv);
+    pthread_mutex_unlock(&mh->mu);
     return CT_OK;
 }
 
@@ -1031,12 +1058,15 @@ void ctp_http_multi_free(ctp_http_multi *mh)
         return;
     pthread_mutex_lock(&mh->mu);
     mh->stop = 1;
+    while (mh->starting > 0) /* a start in progress either hands over or gives up */
+        pthread_cond_wait(&mh->started_cv, &mh->mu);
     pthread_mutex_unlock(&mh->mu);
     curl_multi_wakeup(mh->m);
     pthread_join(mh->th, NULL);
     for (i = 0; i < mh->nidle; i++)
         curl_easy_cleanup(mh->idle[i]);
     curl_multi_cleanup(mh->m);
+    pthread_cond_destroy(&mh->started_cv);
     pthread_mutex_destroy(&mh->mu);
     free(mh);
 }
