@@ -46,12 +46,13 @@ def fmt(x, digits=0):
 
 def main():
     data = load(sys.argv[1])
-    builds = [b for b in ("stock", "tuned") if any(k[0] == b for k in data)]
+    builds = [b for b in ("stock", "tuned", "lean") if any(k[0] == b for k in data)]
     print("Figures: medians over the runs; ±N% = half the (max - min) range over the runs, "
           "relative to the median.\n")
     for b in builds:
         mib = int(med(data, b, "bytes") or 0) >> 20
-        print(f"[{b}] relay throughput, one pair, {mib} MiB one way, MB/s = 10^6 bytes/s")
+        if any(k[0] == b and k[1].startswith("tput_") for k in data):
+            print(f"[{b}] relay throughput, one pair, {mib} MiB one way, MB/s = 10^6 bytes/s")
         for c in ("chacha20", "aes128gcm"):
             t1 = med(data, b, "tput_beacon_t1", c)
             t2 = med(data, b, "tput_beacon_t2", c)
@@ -71,8 +72,9 @@ def main():
         so = med(data, b, "tput_socat", "plain")
         if so is not None:
             print(f"  plain TCP floor ({b}): socat {so:.0f} MB/s{spread(data, b, 'tput_socat', 'plain')}")
-        print(f"[{b}] full TLS 1.3 handshakes (ECDSA P-256 certificate, no resumption),"
-              " beacon threads=1 vs nginx 1 worker")
+        if any(k[0] == b and k[1].startswith("hs_") for k in data):
+            print(f"[{b}] full TLS 1.3 handshakes (ECDSA P-256 certificate, no resumption),"
+                  " beacon threads=1 vs nginx 1 worker")
         for g in ("x25519", "p256"):
             hb = med(data, b, "hs_beacon", g)
             hn = med(data, b, "hs_nginx", g)

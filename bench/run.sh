@@ -2,13 +2,18 @@
 # bench/run.sh - measures the beacon (libcloudtaser's ct_relay) against its
 # peers, side by side in one run, and prints a table of medians and ratios.
 #
-#   bench/run.sh [--builds stock,tuned] [--runs N] [--quick] [--out FILE]
+#   bench/run.sh [--builds stock,tuned,lean] [--only PHASES] [--runs N] [--quick] [--out FILE]
 #
 #   --builds   which libcloudtaser builds to measure (default: stock,tuned).
 #              stock: Debian's libwolfssl; tuned: wolfSSL with AES-NI and SP
 #              P-256 from $CT_TUNED_WOLFSSL (default build-wolfssl-tuned/prefix,
-#              built by scripts/build-tuned-wolfssl.sh if missing).
-#   --runs     repetitions of every measurement (default 5; rooms: 3); the
+#              built by scripts/build-tuned-wolfssl.sh if missing); lean: the
+#              lean wolfSSL flavour from $CT_LEAN_WOLFSSL (default
+#              build-wolfssl-lean/prefix, built by
+#              scripts/build-tuned-wolfssl.sh --lean if missing).
+#   --only     a comma-separated subset of the phases tput,hs,rooms (default:
+#              all three). rooms = memory per waiting peer + pairing latency.
+#   --runs     repetitions of every measurement (default 5; rooms: at most 3); the
 #              table shows the median and the spread (max-min)/median.
 #   --quick    small sizes, one run: a smoke test of the whole pipeline.
 #   --out      where the raw results go (TSV; default build-bench/results.tsv).
@@ -23,6 +28,7 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 
 builds=stock,tuned
+only=tput,hs,rooms
 runs=5
 quick=0
 out=$top/build-bench/results.tsv
@@ -32,7 +38,8 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --quick) quick=1; shift ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --only) only=$2; shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -60,7 +67,7 @@ if [ "$quick" -eq 1 ]; then
   bytes_stock=$((16 << 20)); bytes_tuned=$((32 << 20))
   hs_seconds=1; rooms=1000; pairs=100
 else
-  rooms_runs=3
+  rooms_runs=$(( runs < 3 ? runs : 3 ))
   bytes_stock=$((256 << 20)); bytes_tuned=$((1 << 30))
   hs_seconds=3; rooms=10000; pairs=1000
 fi
@@ -145,6 +152,13 @@ build_one() { # build_one NAME -> path of ct-bench
       bash scripts/build-tuned-wolfssl.sh "$prefix" >&2
     fi
     opts+=("-Dwolfssl_prefix=$prefix")
+  elif [ "$name" = lean ]; then
+    local prefix=${CT_LEAN_WOLFSSL:-$top/build-wolfssl-lean/prefix}
+    if [ ! -e "$prefix/lib/libwolfssl.so" ]; then
+      echo "run.sh: building the lean wolfSSL into $prefix (about 2 minutes)" >&2
+      bash scripts/build-tuned-wolfssl.sh --lean "$prefix" >&2
+    fi
+    opts+=("-Dwolfssl_prefix=$prefix")
   fi
   if [ ! -d "$dir" ]; then
     meson setup "$dir" "${opts[@]}" >&2
@@ -153,6 +167,10 @@ build_one() { # build_one NAME -> path of ct-bench
   fi
   ninja -C "$dir" -j2 bench/ct-bench >&2
   echo "$dir/bench/ct-bench"
+}
+
+phase() { # phase NAME: is this phase selected by --only?
+  case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac
 }
 
 pki_ready=0
@@ -220,7 +238,7 @@ start_wormhole() { # start_wormhole DIR -> started_pid, started_port
 }
 
 for build in ${builds//,/ }; do
-  case "$build" in stock|tuned) ;; *) echo "run.sh: unknown build $build" >&2; exit 2 ;; esac
+  case "$build" in stock|tuned|lean) ;; *) echo "run.sh: unknown build $build" >&2; exit 2 ;; esac
   echo "=== build: $build ==="
   bin=$(build_one "$build")
   if [ "$pki_ready" -eq 0 ]; then
@@ -229,77 +247,83 @@ for build in ${builds//,/ }; do
     pki_ready=1
   fi
   bytes=$bytes_stock
-  [ "$build" = tuned ] && bytes=$bytes_tuned
+  [ "$build" = stock ] || bytes=$bytes_tuned
   d=$work/$build
   mkdir -p "$d/b1" "$d/b2" "$d/nginx"
   record "$build" bytes - "$bytes"
   record "$build" rooms - "$rooms"
   record "$build" pairs - "$pairs"
 
-  # servers for throughput and handshakes
-  start_beacon "$bin" 1 "$d/b1"; b1_pid=$started_pid; b1_port=$started_port
-  start_beacon "$bin" 2 "$d/b2"; b2_port=$started_port
-  rm -f "$d/sink.port" "$d/plain.port"
-  "$bin" sink --dir "$work/pki" --port-file "$d/sink.port" 2>"$d/sink.err" &
-  pids+=("$!")
-  "$bin" sink --plain --port-file "$d/plain.port" 2>"$d/plain.err" &
-  pids+=("$!")
-  wait_file "$d/sink.port"
-  wait_file "$d/plain.port"
-  read -r p_chacha p_aes p_hs p_socat < <("$bin" ports 4)
-  nginx_conf "$d/nginx" "$(cat "$d/sink.port")" "$p_chacha" "$p_aes" "$p_hs" > "$d/nginx/nginx.conf"
-  nginx -p "$d/nginx" -c "$d/nginx/nginx.conf" -e "$d/nginx/early.err" &
-  nginx_pid=$!
-  pids+=("$nginx_pid")
-  socat -b 65536 "TCP-LISTEN:$p_socat,bind=127.0.0.1,reuseaddr,fork,backlog=64" \
-    "TCP:127.0.0.1:$(cat "$d/plain.port")" &
-  pids+=("$!")
-  wait_port "$p_chacha"
-  wait_port "$p_socat"
-  nginx_workers=$(pgrep -P "$nginx_pid" | paste -sd, -)
+  if phase tput || phase hs; then
+    # servers for throughput and handshakes
+    start_beacon "$bin" 1 "$d/b1"; b1_pid=$started_pid; b1_port=$started_port
+    start_beacon "$bin" 2 "$d/b2"; b2_port=$started_port
+    rm -f "$d/sink.port" "$d/plain.port"
+    "$bin" sink --dir "$work/pki" --port-file "$d/sink.port" 2>"$d/sink.err" &
+    pids+=("$!")
+    "$bin" sink --plain --port-file "$d/plain.port" 2>"$d/plain.err" &
+    pids+=("$!")
+    wait_file "$d/sink.port"
+    wait_file "$d/plain.port"
+    read -r p_chacha p_aes p_hs p_socat < <("$bin" ports 4)
+    nginx_conf "$d/nginx" "$(cat "$d/sink.port")" "$p_chacha" "$p_aes" "$p_hs" > "$d/nginx/nginx.conf"
+    nginx -p "$d/nginx" -c "$d/nginx/nginx.conf" -e "$d/nginx/early.err" &
+    nginx_pid=$!
+    pids+=("$nginx_pid")
+    socat -b 65536 "TCP-LISTEN:$p_socat,bind=127.0.0.1,reuseaddr,fork,backlog=64" \
+      "TCP:127.0.0.1:$(cat "$d/plain.port")" &
+    pids+=("$!")
+    wait_port "$p_chacha"
+    wait_port "$p_socat"
+    nginx_workers=$(pgrep -P "$nginx_pid" | paste -sd, -)
 
-  for r in $(seq "$runs"); do
-    echo "--- $build: throughput, run $r of $runs ($((bytes >> 20)) MiB one way each)"
-    for c in chacha20 aes128gcm; do
-      port_nginx=$p_chacha
-      [ "$c" = aes128gcm ] && port_nginx=$p_aes
-      v=$("$bin" bound --cipher "$c" --bytes "$bytes" | result mbps)
-      record "$build" tput_bound "$c" "$v"; echo "  bound $c: $v MB/s"
-      v=$(timeout 300 "$bin" send --mode beacon --port "$b1_port" --cipher "$c" --bytes "$bytes" | result mbps)
-      record "$build" tput_beacon_t1 "$c" "$v"; echo "  beacon threads=1 $c: $v MB/s"
-      v=$(timeout 300 "$bin" send --mode beacon --port "$b2_port" --cipher "$c" --bytes "$bytes" | result mbps)
-      record "$build" tput_beacon_t2 "$c" "$v"; echo "  beacon threads=2 $c: $v MB/s"
-      v=$(timeout 300 "$bin" send --mode tls --port "$port_nginx" --cipher "$c" --bytes "$bytes" | result mbps)
-      record "$build" tput_nginx "$c" "$v"; echo "  nginx $c: $v MB/s"
+    for r in $(seq "$runs"); do
+      phase tput || break
+      echo "--- $build: throughput, run $r of $runs ($((bytes >> 20)) MiB one way each)"
+      for c in chacha20 aes128gcm; do
+        port_nginx=$p_chacha
+        [ "$c" = aes128gcm ] && port_nginx=$p_aes
+        v=$("$bin" bound --cipher "$c" --bytes "$bytes" | result mbps)
+        record "$build" tput_bound "$c" "$v"; echo "  bound $c: $v MB/s"
+        v=$(timeout 300 "$bin" send --mode beacon --port "$b1_port" --cipher "$c" --bytes "$bytes" | result mbps)
+        record "$build" tput_beacon_t1 "$c" "$v"; echo "  beacon threads=1 $c: $v MB/s"
+        v=$(timeout 300 "$bin" send --mode beacon --port "$b2_port" --cipher "$c" --bytes "$bytes" | result mbps)
+        record "$build" tput_beacon_t2 "$c" "$v"; echo "  beacon threads=2 $c: $v MB/s"
+        v=$(timeout 300 "$bin" send --mode tls --port "$port_nginx" --cipher "$c" --bytes "$bytes" | result mbps)
+        record "$build" tput_nginx "$c" "$v"; echo "  nginx $c: $v MB/s"
+      done
+      v=$(timeout 300 "$bin" send --mode plain --port "$p_socat" --bytes "$bytes" | result mbps)
+      record "$build" tput_socat plain "$v"; echo "  socat plain TCP: $v MB/s"
     done
-    v=$(timeout 300 "$bin" send --mode plain --port "$p_socat" --bytes "$bytes" | result mbps)
-    record "$build" tput_socat plain "$v"; echo "  socat plain TCP: $v MB/s"
-  done
 
-  for r in $(seq "$runs"); do
-    echo "--- $build: handshakes, run $r of $runs (${hs_seconds} s each, $hs_conns in flight, $hs_procs client processes)"
-    for g in x25519 p256; do
-      o=$(timeout 120 "$bin" handshakes --mode beacon --port "$b1_port" --group "$g" --conns "$hs_conns" \
-            --procs "$hs_procs" --seconds "$hs_seconds" --server-pids "$b1_pid")
-      record "$build" hs_beacon "$g" "$(echo "$o" | result hs_per_s)"
-      record "$build" hs_cpu_beacon "$g" "$(echo "$o" | result server_cpu_ms_per_hs)"
-      record "$build" hs_client_cpu_beacon "$g" "$(echo "$o" | result client_cpu_ms_per_hs)"
-      echo "  beacon $g: $(echo "$o" | result hs_per_s)/s, server $(echo "$o" | result server_cpu_ms_per_hs) ms CPU each, failed $(echo "$o" | result failed)"
-      o=$(timeout 120 "$bin" handshakes --mode tls --port "$p_hs" --group "$g" --conns "$hs_conns" \
-            --procs "$hs_procs" --seconds "$hs_seconds" --server-pids "$nginx_workers")
-      record "$build" hs_nginx "$g" "$(echo "$o" | result hs_per_s)"
-      record "$build" hs_cpu_nginx "$g" "$(echo "$o" | result server_cpu_ms_per_hs)"
-      record "$build" hs_client_cpu_nginx "$g" "$(echo "$o" | result client_cpu_ms_per_hs)"
-      echo "  nginx  $g: $(echo "$o" | result hs_per_s)/s, server $(echo "$o" | result server_cpu_ms_per_hs) ms CPU each, failed $(echo "$o" | result failed)"
+    for r in $(seq "$runs"); do
+      phase hs || break
+      echo "--- $build: handshakes, run $r of $runs (${hs_seconds} s each, $hs_conns in flight, $hs_procs client processes)"
+      for g in x25519 p256; do
+        o=$(timeout 120 "$bin" handshakes --mode beacon --port "$b1_port" --group "$g" --conns "$hs_conns" \
+              --procs "$hs_procs" --seconds "$hs_seconds" --server-pids "$b1_pid")
+        record "$build" hs_beacon "$g" "$(echo "$o" | result hs_per_s)"
+        record "$build" hs_cpu_beacon "$g" "$(echo "$o" | result server_cpu_ms_per_hs)"
+        record "$build" hs_client_cpu_beacon "$g" "$(echo "$o" | result client_cpu_ms_per_hs)"
+        echo "  beacon $g: $(echo "$o" | result hs_per_s)/s, server $(echo "$o" | result server_cpu_ms_per_hs) ms CPU each, failed $(echo "$o" | result failed)"
+        o=$(timeout 120 "$bin" handshakes --mode tls --port "$p_hs" --group "$g" --conns "$hs_conns" \
+              --procs "$hs_procs" --seconds "$hs_seconds" --server-pids "$nginx_workers")
+        record "$build" hs_nginx "$g" "$(echo "$o" | result hs_per_s)"
+        record "$build" hs_cpu_nginx "$g" "$(echo "$o" | result server_cpu_ms_per_hs)"
+        record "$build" hs_client_cpu_nginx "$g" "$(echo "$o" | result client_cpu_ms_per_hs)"
+        echo "  nginx  $g: $(echo "$o" | result hs_per_s)/s, server $(echo "$o" | result server_cpu_ms_per_hs) ms CPU each, failed $(echo "$o" | result failed)"
+      done
     done
-  done
-  n_chacha=$(grep -c "cipher TLS13-CHACHA20" "$d/sink.err" || true)
-  n_aes=$(grep -c "cipher TLS13-AES128" "$d/sink.err" || true)
-  echo "  (the sink saw $n_chacha ChaCha20 and $n_aes AES-128-GCM upstream legs from nginx)"
-  stop_all
+    n_chacha=$(grep -c "cipher TLS13-CHACHA20" "$d/sink.err" || true)
+    n_aes=$(grep -c "cipher TLS13-AES128" "$d/sink.err" || true)
+    echo "  (the sink saw $n_chacha ChaCha20 and $n_aes AES-128-GCM upstream legs from nginx)"
+    stop_all
+
+  fi
 
   # memory per waiting peer and pairing latency: a fresh server per run
   for r in $(seq "$rooms_runs"); do
+    phase rooms || break
     echo "--- $build: $rooms waiting rooms, $pairs pairings, run $r of $rooms_runs"
     mkdir -p "$d/rooms$r"
     start_beacon "$bin" 1 "$d/rooms$r"

@@ -182,6 +182,26 @@ static bool untrusted_only(int x509_err)
 }
 
 /*
+ * Keeps a copy of the peer's leaf for ct_tls_peer_cert and the pin re-check.
+ * False only when there is a certificate and no memory to copy it (a client
+ * that sends an empty Certificate message also reaches the callback).
+ */
+static bool keep_leaf(tls_conn *t, const WOLFSSL_X509_STORE_CTX *store)
+{
+    uint8_t *copy;
+
+    if (store->totalCerts < 1 || !store->certs || store->certs[0].length <= 0)
+        return true;
+    copy = ctp_memdup(store->certs[0].buffer, (size_t)store->certs[0].length);
+    if (!copy)
+        return false;
+    free(t->peer_der);
+    t->peer_der = copy;
+    t->peer_der_len = (size_t)store->certs[0].length;
+    return true;
+}
+
+/*
  * Called for every certificate the peer sends (WOLFSSL_ALWAYS_VERIFY_CB,
  * WOLFSSL_VERIFY_CB_ALL_CERTS), leaf at depth 0. Returns 1 to accept.
  */
@@ -197,6 +217,9 @@ int ctp_tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
         t->psk_saw_cert = true;
         return 0;
     }
+    /* Out of memory for the copy: refuse rather than lose the certificate. */
+    if (store->error_depth == 0 && !keep_leaf(t, store))
+        return 0;
     if (cfg->role == CT_TLS_SERVER)
         return preverify;
     if (store->error_depth > 0) /* chain certificate */

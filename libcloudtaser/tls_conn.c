@@ -147,6 +147,7 @@ static void tls_conn_destroy(tls_conn *t)
     if (t->ssl)
         wolfSSL_free(t->ssl); /* zeroes its keys */
     ct_conn_free(t->inner);
+    free(t->peer_der); /* a certificate: public */
     if (t->jbuf) {
         ct_secure_wipe(t->jbuf, t->jcap);
         free(t->jbuf);
@@ -178,15 +179,7 @@ static ct_err failed_error(const tls_conn *t, ct_error *err)
 /* Verifies the pin once more on the finished session (defence in depth). */
 static ct_err post_check_pin(tls_conn *t, ct_error *err)
 {
-    WOLFSSL_X509_CHAIN *chain = wolfSSL_get_peer_chain(t->ssl);
-    const uint8_t *der = NULL;
-    int len = 0;
-
-    if (chain && wolfSSL_get_chain_count(chain) > 0) {
-        der = wolfSSL_get_chain_cert(chain, 0);
-        len = wolfSSL_get_chain_length(chain, 0);
-    }
-    if (!der || len <= 0 || !ctp_tls_pin_matches(t->cfg, der, (size_t)len))
+    if (!t->peer_der || !ctp_tls_pin_matches(t->cfg, t->peer_der, t->peer_der_len))
         return ctp_err(err, CT_E_CERT, 0,
                        "TLS handshake: the server's public key does not match the pinned SHA-256");
     return CT_OK;
@@ -549,9 +542,6 @@ const char *ct_tls_cipher(const ct_conn *c)
 ct_err ct_tls_peer_cert(const ct_conn *c, uint8_t **der, size_t *len, ct_error *err)
 {
     tls_conn *t = tls_of(c);
-    WOLFSSL_X509_CHAIN *chain;
-    const uint8_t *p;
-    int n;
 
     if (!der || !len)
         return ctp_err(err, CT_E_INVALID, 0, "ct_tls_peer_cert: NULL argument");
@@ -559,16 +549,11 @@ ct_err ct_tls_peer_cert(const ct_conn *c, uint8_t **der, size_t *len, ct_error *
     *len = 0;
     if (!t)
         return ctp_err(err, CT_E_INVALID, 0, "ct_tls_peer_cert: not a TLS connection");
-    chain = wolfSSL_get_peer_chain(t->ssl);
-    if (!chain || wolfSSL_get_chain_count(chain) <= 0)
+    if (!t->peer_der)
         return ctp_err(err, CT_E_NOTFOUND, 0, "the peer sent no certificate");
-    p = wolfSSL_get_chain_cert(chain, 0);
-    n = wolfSSL_get_chain_length(chain, 0);
-    if (!p || n <= 0)
-        return ctp_err(err, CT_E_NOTFOUND, 0, "the peer sent no certificate");
-    *der = ctp_memdup(p, (size_t)n);
+    *der = ctp_memdup(t->peer_der, t->peer_der_len);
     if (!*der)
         return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
-    *len = (size_t)n;
+    *len = t->peer_der_len;
     return CT_OK;
 }

@@ -62,6 +62,15 @@ typedef struct tls_conn {
     bool ip_mismatch;
     bool psk_saw_cert;
     bool psk_unknown;  /* server: the client's identity is not ours */
+    /*
+     * The peer's leaf certificate (DER), copied by the verify callback.
+     * Kept here rather than read back with wolfSSL_get_peer_chain, which
+     * needs SESSION_CERTS: that option puts room for a whole peer chain
+     * (37.5 KB) into every WOLFSSL_SESSION, and the lean wolfSSL build
+     * leaves it out.
+     */
+    uint8_t *peer_der;
+    size_t peer_der_len;
     /* Data phase. */
     bool peer_closed;
     bool wshut;        /* our close_notify is out */

@@ -2,6 +2,9 @@
 # test.sh - installs what is missing, builds from scratch and runs every test:
 #   1. plain build (debugoptimized), all suites;
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build, all suites;
+#      (with CT_LEAN_WOLFSSL=PREFIX, a wolfSSL built by
+#      scripts/build-tuned-wolfssl.sh --lean: also a plain build against it,
+#      all suites, labelled "lean");
 #   3. valgrind (memcheck) over the unit and conformance suites;
 #   4. every libFuzzer target in fuzz/ briefly (clang, ASan+UBSan);
 #   5. meson install into a temporary prefix, then an outside consumer built
@@ -68,6 +71,13 @@ ninja -C "$out/asan" -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 CK_FORK=no \
   run_meson_tests asan+ubsan "$out/asan"
+
+if [ -n "${CT_LEAN_WOLFSSL:-}" ]; then
+  echo "=== build: lean wolfSSL ($CT_LEAN_WOLFSSL) ==="
+  meson setup "$out/lean" --buildtype=debugoptimized -Dwolfssl_prefix="$CT_LEAN_WOLFSSL" >/dev/null
+  ninja -C "$out/lean" -j "$jobs"
+  run_meson_tests lean "$out/lean"
+fi
 
 CT_LOG_SUFFIX=-valgrind run_meson_tests valgrind "$out/plain" --setup valgrind --suite unit --suite conformance
 

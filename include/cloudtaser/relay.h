@@ -159,9 +159,10 @@ CT_API ct_err ct_beacon_join(ct_conn *c, const ct_beacon_options *opts, ct_beaco
  *  - Waiting peers per room: max_waiting_per_room bridge-side, one
  *    operator-side; more get ROOM_BUSY.
  * Memory is bounded by these caps: one connection costs a wolfSSL session
- * (about 60 KB) plus, only while a direction has a record in flight, one
- * 16 KiB buffer; rooms and the address table are bounded by the
- * connection cap.
+ * (about 57 KiB with Debian's wolfSSL, about 8 KiB with the lean build of
+ * scripts/build-tuned-wolfssl.sh --lean) plus, only while a direction has a
+ * record in flight, one 16 KiB buffer; rooms and the address table are
+ * bounded by the connection cap.
  *
  * Session log: session_log is called with one JSON object (no newline) per
  * finished paired session

@@ -10,8 +10,9 @@ checks what can be checked without one:
   - every repository path a Containerfile copies or runs exists (scripts/...);
   - the build stage installs the Debian -dev package of every dependency()
     of the library and the tools (found through pkg-config and dpkg -S), runs
-    meson setup / ninja / meson install, and the beacon's also builds the
-    tuned wolfSSL with scripts/build-tuned-wolfssl.sh and uses its prefix;
+    meson setup / ninja / meson install, and the beacon's also builds a
+    private wolfSSL (tuned or --lean) with scripts/build-tuned-wolfssl.sh
+    and uses its prefix;
   - the runtime stage installs the package of every shared library the tool
     and libcloudtaser need directly (readelf + ldd + dpkg -S on the tools in
     --tools), or names it on a "# provides: PACKAGE" line;
@@ -188,9 +189,9 @@ def check_file(path, tool, tools_dir, lib, devpk, fails):
         elif pkg not in bpk:
             fails.append("%s: the build stage does not install %s (dependency('%s'))" % (name, pkg, dep))
     if tool == "cloudtaser-beacon":
-        m = re.search(r"scripts/build-tuned-wolfssl\.sh\s+(\S+)", brun)
+        m = re.search(r"scripts/build-tuned-wolfssl\.sh\s+(?:--lean\s+)?([^-\s]\S*)", brun)
         if not m:
-            fails.append("%s: the beacon image must build the tuned wolfSSL (scripts/build-tuned-wolfssl.sh PREFIX)" % name)
+            fails.append("%s: the beacon image must build its wolfSSL (scripts/build-tuned-wolfssl.sh [--lean] PREFIX)" % name)
         elif "-Dwolfssl_prefix=" + m.group(1) not in brun:
             fails.append("%s: meson setup does not use the tuned wolfSSL prefix %s" % (name, m.group(1)))
         elif not any(w == "COPY" and "--from=build" in a and m.group(1) in a for w, a, _ in final):

@@ -16,7 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <wolfssl/options.h> /* RSA_MAX_SIZE of the wolfSSL we link */
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/rsa.h> /* RSA_MAX_SIZE of the wolfSSL we link */
 
 #include "testutil.h"
 
