@@ -896,14 +896,20 @@ static void *renew_main(void *arg)
         ct_error e;
         ct_err rc;
 
-        if (backoff == 0 && wait > 0) {
-            /* the context's wall clock may jump (tests): look again every second */
+        if (wait > 0) {
+            /* not due (again: a retry is moot once the clock says so); the
+             * context's wall clock may jump (tests): look again every second */
+            backoff = 0;
             if (pause_ms(b, wait < 1000 ? wait : 1000))
                 break;
             continue;
         }
-        if (backoff && pause_ms(b, backoff))
-            break;
+        if (backoff) {
+            if (pause_ms(b, backoff))
+                break;
+            if (renew_due_ms(b) > ct_ctx_wall_ms(b->ctx))
+                continue; /* no longer due: the top of the loop resets the backoff */
+        }
         memset(&e, 0, sizeof e);
         rc = get_cert(b, b->timeout_ms, &nc, &e);
         if (rc == CT_OK)
