@@ -457,9 +457,11 @@ ct_err ct_operator_run(ct_operator *op, ct_error *err)
         pthread_mutex_lock(&op->mu);
         has_sess = op->sess != NULL;
         pthread_mutex_unlock(&op->mu);
-        if (!has_sess)
+        /* the session may run on the pre-opened connection: cut neither */
+        if (!has_sess) {
             ctp_canceller_fire(op->cancel);
-        ctp_canceller_fire(op->cancel_pre);
+            ctp_canceller_fire(op->cancel_pre);
+        }
     }
     {
         /* give a session GOAWAY time, then cut whatever remains */
@@ -477,6 +479,7 @@ ct_err ct_operator_run(ct_operator *op, ct_error *err)
             }
         }
         ctp_canceller_fire(op->cancel);
+        ctp_canceller_fire(op->cancel_pre);
     }
     pthread_join(th, NULL);
     pthread_mutex_lock(&op->mu);

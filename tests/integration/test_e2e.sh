@@ -140,6 +140,12 @@ grep -q '"event":"session_up"' "$tmp/op1.log" || fail "operator saw no session"
 grep -q '"op":"pong"' "$tmp/op1.log" || fail "no answer to the request"
 wait_for "$tmp/bridge1.log" '"event":"claim_recorded"' 5
 ok "first bootstrap, operational mTLS session, request answered"
+# an operator that exits closes its session cleanly (GOAWAY), never a reset
+grep '"event":"session_down"' "$tmp/op1.log" | grep -q 'operator stopping' \
+  || fail "the operator's session did not end with a clean close: $(grep session_down "$tmp/op1.log")"
+grep '"event":"session_down"' "$tmp/op1.log" | grep -q 'CT_E_RESET' \
+  && fail "the operator's session ended with a reset"
+ok "the exiting operator closed its session cleanly"
 "$CT" source status --fingerprint "$FP" -o json | grep -q '"state": *"initialized"' \
   || fail "status is not initialized"
 ok "registration is initialized"
