@@ -251,8 +251,7 @@ out:
         free(text);
     }
     if (body) {
-        ctp_json_wipe(body);
-        json_decref(body);
+        ctp_json_free_wiped(body);
     }
     return rc;
 }
@@ -423,8 +422,7 @@ static ct_err kv_read(ct_store *store, const char *key, json_t **data, int64_t *
     ver = json_object_get(o, "v");
     if (!json_is_object(o) || !json_is_object(d) || !json_is_integer(ver) ||
         json_integer_value(ver) != REC_V) {
-        ctp_json_wipe(o);
-        json_decref(o);
+        ctp_json_free_wiped(o);
         return ctp_err(err, CT_E_STORE, 0, "record '%s' is not a KV secret record", key);
     }
     *created = json_is_integer(c) ? (int64_t)json_integer_value(c) : 0;
@@ -458,8 +456,7 @@ ct_err ct_embedded_kv_get(ct_store *store, const char *mount, const char *path,
         *data_json = NULL;
         rc = ctp_err(err, CT_E_INTERNAL, 0, "serialising the secret failed");
     }
-    ctp_json_wipe(d);
-    json_decref(d);
+    ctp_json_free_wiped(d);
     return rc;
 }
 
@@ -1046,18 +1043,15 @@ static ct_err mig_read(ct_store *store, const char *key, json_t **data, uint64_t
     d = json_object_get(o, "data");
     st = json_string_value(json_object_get(o, "state"));
     if (!json_is_object(d) || !st) {
-        ctp_json_wipe(o);
-        json_decref(o);
+        ctp_json_free_wiped(o);
         return ctp_err(err, CT_E_STORE, 0, "record '%s' is not a migrated Secret", key);
     }
     if (strcmp(st, "restored") == 0) {
-        ctp_json_wipe(o);
-        json_decref(o);
+        ctp_json_free_wiped(o);
         return ctp_err(err, CT_E_NOTFOUND, 0, "the Secret of '%s' was restored", key);
     }
     if (!(out = json_object())) {
-        ctp_json_wipe(o);
-        json_decref(o);
+        ctp_json_free_wiped(o);
         return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
     }
     json_object_foreach(d, k, x) {
@@ -1077,8 +1071,7 @@ static ct_err mig_read(ct_store *store, const char *key, json_t **data, uint64_t
             free(buf);
         }
     }
-    ctp_json_wipe(o);
-    json_decref(o);
+    ctp_json_free_wiped(o);
     *data = out;
     return CT_OK;
 }
@@ -1114,8 +1107,7 @@ static ct_err do_kv_read(call *c, const char *mount, const char *rest)
         return answer_error(404, NULL, c->resp, c->resp_len, c->err);
     rc = read_any(c, mig, key, &d, &created, &ver, &e2);
     if (rc == CT_E_NOTFOUND || (rc == CT_OK && want && (uint64_t)want != ver)) {
-        ctp_json_wipe(d);
-        json_decref(d);
+        ctp_json_free_wiped(d);
         return answer_error(404, NULL, c->resp, c->resp_len, c->err);
     }
     if (rc != CT_OK)
@@ -1127,8 +1119,7 @@ static ct_err do_kv_read(call *c, const char *mount, const char *rest)
     if (!md || !dd) {
         json_decref(md);
         json_decref(dd);
-        ctp_json_wipe(d);
-        json_decref(d);
+        ctp_json_free_wiped(d);
         return ctp_err(c->err, CT_E_NOMEM, ENOMEM, "out of memory");
     }
     json_object_set_new(dd, "data", d);
@@ -1157,8 +1148,7 @@ static ct_err do_kv_metadata(call *c, const char *mount, const char *rest)
     if (locate(c, mig, mount, rest, key, sizeof key) != 0)
         return answer_error(404, NULL, c->resp, c->resp_len, c->err);
     rc = read_any(c, mig, key, &d, &created, &ver, &e2);
-    ctp_json_wipe(d);
-    json_decref(d);
+    ctp_json_free_wiped(d);
     if (rc == CT_E_NOTFOUND)
         return answer_error(404, NULL, c->resp, c->resp_len, c->err);
     if (rc != CT_OK)
