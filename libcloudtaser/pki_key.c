@@ -88,6 +88,7 @@ void ctp_pki_ecc_release(ecc_key *k)
     wc_ecc_free(k);
     ct_secure_wipe(k, sizeof *k);
     free(k);
+    ctp_ecc_release(); /* no fixed-point tables for our few operations (wolf.h) */
 }
 
 ct_err ctp_pki_crypto_err(ct_error *err, int wolf_rc, const char *what)

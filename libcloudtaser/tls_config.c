@@ -103,6 +103,7 @@ static ct_err check_key_matches(const uint8_t *cert, size_t cert_len, const uint
         if (r == 0)
             r = wc_EccPublicKeyToDer(&k, pub, sizeof pub, 1);
         wc_ecc_free(&k);
+        ctp_ecc_release();
         match = r > 0 && (size_t)r == spki_len && memcmp(pub, spki, spki_len) == 0;
     } else if (dc.keyOID == ED25519k) {
         ed25519_key k;
@@ -339,6 +340,7 @@ ct_err ct_tls_config_new(ct_ctx *ctx, const ct_tls_options *opts, ct_tls_config 
     wolfSSL_CTX_set_session_cache_mode(cfg->wctx, WOLFSSL_SESS_CACHE_OFF);
     wolfSSL_CTX_SetIORecv(cfg->wctx, ctp_tls_io_recv);
     wolfSSL_CTX_SetIOSend(cfg->wctx, ctp_tls_io_send);
+    ctp_tls_install_ecc_cbs(cfg->wctx);
 
     if (opts->cert) {
         const uint8_t *key = ct_secret_data(opts->key);
@@ -444,5 +446,6 @@ ct_err ct_tls_config_new(ct_ctx *ctx, const ct_tls_options *opts, ct_tls_config 
 out:
     free(file);
     ct_tls_config_free(cfg);
+    ctp_ecc_release(); /* loading the CA verified its signature (wolf.h) */
     return rc;
 }

@@ -88,6 +88,8 @@ int ctp_tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *vctx);
 
 /* tls_auth.c: the callbacks that authenticate the peer. */
 int ctp_tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store);
+/* tls_ecc.c: ECDSA sign/verify callbacks that build no FP_ECC tables */
+void ctp_tls_install_ecc_cbs(WOLFSSL_CTX *wctx);
 int ctp_tls_cert_setup_cb(WOLFSSL *ssl, void *arg);
 int ctp_tls_no_client_cert_cb(WOLFSSL *ssl, WOLFSSL_X509 **x509, WOLFSSL_EVP_PKEY **pkey);
 int ctp_tls_ticket_seen_cb(WOLFSSL *ssl, const unsigned char *ticket, int len, void *ctx);

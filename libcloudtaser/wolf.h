@@ -38,4 +38,29 @@
     "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384"
 #endif
 
+/*
+ * Stock wolfSSL (generic P-256 math with FP_ECC, no SP math) keeps a cache of
+ * fixed-point tables in thread-local storage: every point a thread multiplies
+ * gets an entry of 256 preallocated points (about 820 KB), and the second
+ * time the same point is used (the base point: every signature and
+ * verification) its table is computed, 5-10 ms of CPU. Our threads make a
+ * handful of ECC operations each (one beacon connection, one handshake), so
+ * the tables never pay back, and every waiting thread of the bridge kept
+ * several MB. ctp_ecc_release() drops this thread's entries after each
+ * operation, so no table is ever computed or kept (tls_ecc.c routes the
+ * handshake's signatures through it too). A no-op in builds with SP math
+ * (the tuned and lean builds), which have no such cache.
+ */
+#if defined(FP_ECC) && !defined(WOLFSSL_HAVE_SP_ECC) && !defined(WOLFSSL_SP_MATH)
+#define CTP_ECC_NO_TABLES 1
+static inline void ctp_ecc_release(void)
+{
+    wc_ecc_fp_free();
+}
+#else
+static inline void ctp_ecc_release(void)
+{
+}
+#endif
+
 #endif

@@ -17,6 +17,7 @@
 #define PREFERRED_SUITE "TLS13-CHACHA20-POLY1305-SHA256"
 #endif
 
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -542,6 +543,78 @@ static void mtls_session(const spec *cs, const spec *ss, size_t echo_bytes)
     free_cfgs(c.cfg, s.cfg);
     ct_ctx_free(ctx);
 }
+
+/*
+ * A thread that made mTLS handshakes keeps no ECC tables. Debian's wolfSSL
+ * (FP_ECC, no SP math) would keep a fixed-point cache entry of ~820 KB for
+ * every point the thread multiplied, and a computed table for the base point:
+ * several MB in each waiting thread of the bridge (wolf.h, tls_ecc.c).
+ * Measured with glibc's malloc counters in this thread, before it frees its
+ * wolfSSL thread state; allocators that do not feed those counters (ASan,
+ * valgrind) are detected and said so, since there is nothing to measure.
+ */
+typedef struct tables_run {
+    size_t before, after;
+    int measurable;
+} tables_run;
+
+static size_t in_use(void)
+{
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+}
+
+static void *tables_thread(void *arg)
+{
+    tables_run *r = arg;
+    ct_ctx *ctx = ct_test_ctx();
+    ct_tls_config *ccfg = cfg_ok(ctx, &CLIENT_MTLS), *scfg = cfg_ok(ctx, &SERVER_MTLS);
+    size_t m0 = in_use();
+    void *probe[16];
+
+    for (int i = 0; i < 16; i++) { /* 1 MiB in pieces an arena serves */
+        probe[i] = malloc(64 * 1024);
+        ck_assert_ptr_nonnull(probe[i]);
+        memset(probe[i], 1, 64 * 1024);
+    }
+    r->measurable = in_use() >= m0 + (1 << 20);
+    for (int i = 0; i < 16; i++)
+        free(probe[i]);
+    r->before = in_use();
+    for (int i = 0; i < 3; i++) {
+        peer c = {0}, s = {0};
+        c.cfg = ccfg;
+        s.cfg = scfg;
+        c.timeout_ms = s.timeout_ms = SC(5000);
+        handshake_pair(ctx, &c, &s);
+        expect_ok(&c, "client");
+        expect_ok(&s, "server");
+    }
+    r->after = in_use();
+    free_cfgs(ccfg, scfg);
+    ct_ctx_free(ctx);
+    ct_thread_cleanup();
+    return NULL;
+}
+
+START_TEST(handshakes_keep_no_ecc_tables)
+{
+    tables_run r = {0};
+    pthread_t th;
+    ck_assert(pthread_create(&th, NULL, tables_thread, &r) == 0);
+    ck_assert(pthread_join(th, NULL) == 0);
+    if (!r.measurable) {
+        fprintf(stderr, "handshakes_keep_no_ecc_tables: this allocator does not feed "
+                        "mallinfo2 (sanitizer or valgrind): not measured here\n");
+        return;
+    }
+    fprintf(stderr, "handshakes_keep_no_ecc_tables: %zu bytes still held after 3 handshakes\n",
+            r.after > r.before ? r.after - r.before : 0);
+    ck_assert_msg(r.after < r.before + 256 * 1024,
+                  "the handshaking thread still holds %zu bytes (ECC tables?)",
+                  r.after - r.before);
+}
+END_TEST
 
 START_TEST(mtls_echo)
 {
@@ -1621,6 +1694,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, config_versions_and_formats);
     tcase_add_test(tc, not_a_tls_conn);
     tcase_add_test(tc, mtls_echo);
+    tcase_add_test(tc, handshakes_keep_no_ecc_tables);
     tcase_add_test(tc, negotiated_parameters);
     tcase_add_test(tc, mtls_der_inputs_and_names);
     tcase_add_test(tc, anonymous_clients);
