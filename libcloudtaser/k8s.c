@@ -342,6 +342,7 @@ static ct_err config_kubeconfig(ct_k8s_client *c, const ct_k8s_options *o,
             goto out;
         }
         if (!(dir[n] = dir_of(paths.path[i]))) {
+            n++; /* text[n] is freed at out */
             rc = ctp_err(err, CT_E_NOMEM, 0, "out of memory");
             goto out;
         }
