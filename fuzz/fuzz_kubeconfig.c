@@ -2,8 +2,10 @@
  * fuzz_kubeconfig.c - kubeconfig files are read with libyaml (k8s_config.c)
  * and may come from anywhere a user was told to download one. Every input
  * goes to the kubeconfig reader (current context, and a context named
- * "prod") and, as a string, to the server-URL check. Contracts: no
- * over-read or leak (ASan); a failure leaves the result cleared; an
+ * "prod"); cut at each "\n#--\n" into up to 4 files, to the KUBECONFIG
+ * merge (ctp_kubeconfig_merge); and, as a string, to the server-URL check.
+ * Contracts: no over-read or leak (ASan); a failure leaves the result
+ * cleared; a merge names a file that exists for each entry; an
  * accepted result has an https server without a trailing '/', a context
  * and cluster name, a bearer token of printable ASCII only, PEM data where
  * data was given, and a certificate only with its key; an accepted URL is
@@ -70,6 +72,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             cleared(&k);
             if (strnlen(err.message, sizeof err.message) == sizeof err.message)
                 abort();
+        }
+    }
+    /* the same bytes cut at each "\n#--\n" into up to 4 files, merged */
+    {
+        ctp_kubeconfig_src src[4];
+        static const char *const names[4] = { "f0", "f1", "f2", "f3" };
+        static const char *const dirs[4] = { "/d0", "/d1", "/d2", "/d3" };
+        const char *p = in, *end = in + size;
+        size_t n = 0;
+        while (n < 4) {
+            const char *cut = n < 3 ? memmem(p, (size_t)(end - p), "\n#--\n", 5) : NULL;
+            src[n].text = p;
+            src[n].len = cut ? (size_t)(cut - p) : (size_t)(end - p);
+            src[n].where = names[n];
+            src[n].base_dir = dirs[n];
+            n++;
+            if (!cut)
+                break;
+            p = cut + 5;
+        }
+        if (n > 1) {
+            for (i = 0; i < 2; i++) {
+                if (ctp_kubeconfig_merge(src, n, contexts[i], &k, &err) == CT_OK) {
+                    check(&k);
+                    if (k.context_src >= n || k.cluster_src >= n || k.user_src >= n)
+                        abort();
+                    ctp_kubeconfig_clear(&k);
+                } else {
+                    cleared(&k);
+                    if (strnlen(err.message, sizeof err.message) == sizeof err.message)
+                        abort();
+                }
+            }
         }
     }
     if (size < 4096 && !memchr(data, 0, size)) {

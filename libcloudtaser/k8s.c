@@ -227,59 +227,152 @@ static ct_err config_in_cluster(ct_k8s_client *c, const ct_k8s_options *o,
     return CT_OK;
 }
 
-/* The kubeconfig path to read into *path (malloc'ed). */
-static ct_err kubeconfig_path(ct_k8s_client *c, const ct_k8s_options *o, char **path,
-                              ct_error *err)
+/* The kubeconfig files to read (paths malloc'ed); free with free_paths. */
+typedef struct kc_paths {
+    char *path[CT_K8S_KUBECONFIG_MAX_FILES];
+    size_t n;
+    int list; /* from $KUBECONFIG: missing files are skipped */
+} kc_paths;
+
+static void free_paths(kc_paths *p)
+{
+    size_t i;
+    for (i = 0; i < p->n; i++)
+        free(p->path[i]);
+    p->n = 0;
+}
+
+/*
+ * Splits $KUBECONFIG as kubectl does: on ':', dropping empty entries and
+ * repeats (the first occurrence keeps its place).
+ */
+static ct_err split_list(const char *env, kc_paths *p, ct_error *err)
+{
+    const char *s = env;
+    p->list = 1;
+    while (*s) {
+        size_t n = strcspn(s, ":"), i;
+        int dup = 0;
+        for (i = 0; n && i < p->n; i++)
+            dup |= strlen(p->path[i]) == n && memcmp(p->path[i], s, n) == 0;
+        if (n && !dup) {
+            if (p->n == CT_K8S_KUBECONFIG_MAX_FILES)
+                return ctp_err(err, CT_E_INVALID, 0, "KUBECONFIG lists more than %d files: "
+                               "merge some of them (kubectl config view --flatten)",
+                               CT_K8S_KUBECONFIG_MAX_FILES);
+            if (!(p->path[p->n] = strndup(s, n)))
+                return ctp_err(err, CT_E_NOMEM, 0, "out of memory");
+            p->n++;
+        }
+        s += n;
+        if (*s == ':')
+            s++;
+    }
+    if (p->n == 0)
+        return ctp_err(err, CT_E_INVALID, 0, "KUBECONFIG names no file (only empty entries)");
+    return CT_OK;
+}
+
+/* The kubeconfig path(s) to read. */
+static ct_err kubeconfig_paths(const ct_k8s_options *o, kc_paths *p, ct_error *err)
 {
     const char *env = getenv("KUBECONFIG"), *home;
-    *path = NULL;
+    memset(p, 0, sizeof *p);
     if (o->kubeconfig && *o->kubeconfig) {
-        *path = strdup(o->kubeconfig);
+        p->path[0] = strdup(o->kubeconfig); /* exactly this file, as kubectl's flag */
     } else if (env && *env) {
-        size_t n = strcspn(env, ":");
-        if (env[n] == ':')
-            ctp_log(c->ctx, CT_LOG_NOTICE, "k8s.config",
-                    "KUBECONFIG lists several files: only the first is read");
-        if (n == 0)
-            return ctp_err(err, CT_E_INVALID, 0, "KUBECONFIG starts with an empty entry");
-        *path = strndup(env, n);
+        return split_list(env, p, err);
     } else {
         home = getenv("HOME");
         if (!home || !*home)
             return ctp_err(err, CT_E_INVALID, 0, "no kubeconfig: KUBECONFIG and HOME are not "
                            "set and this is not a pod (no KUBERNETES_SERVICE_HOST)");
-        *path = path_join(home, ".kube/config");
+        p->path[0] = path_join(home, ".kube/config");
     }
-    return *path ? CT_OK : ctp_err(err, CT_E_NOMEM, 0, "out of memory");
+    if (!p->path[0])
+        return ctp_err(err, CT_E_NOMEM, 0, "out of memory");
+    p->n = 1;
+    return CT_OK;
+}
+
+/* The directory of path ("." when it has none), malloc'ed. */
+static char *dir_of(const char *path)
+{
+    char *dir = strdup(path), *slash;
+    if (!dir)
+        return NULL;
+    slash = strrchr(dir, '/');
+    if (slash) {
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    } else {
+        free(dir);
+        dir = strdup(".");
+    }
+    return dir;
 }
 
 static ct_err config_kubeconfig(ct_k8s_client *c, const ct_k8s_options *o,
                                 ctp_http_config *hc, ctp_kubeconfig *kc, ct_error *err)
 {
-    char *path = NULL, *dir = NULL, *slash;
-    ct_secret *text = NULL;
+    ctp_kubeconfig_src src[CT_K8S_KUBECONFIG_MAX_FILES];
+    ct_secret *text[CT_K8S_KUBECONFIG_MAX_FILES];
+    char *dir[CT_K8S_KUBECONFIG_MAX_FILES];
+    const char *path;
+    size_t i, n = 0;
+    kc_paths paths;
     ct_err rc;
 
-    rc = kubeconfig_path(c, o, &path, err);
-    if (rc != CT_OK)
-        return rc;
-    rc = ct_secret_read_file(path, CT_K8S_KUBECONFIG_MAX, "kubeconfig", 0, &text, err);
+    memset(text, 0, sizeof text);
+    memset(dir, 0, sizeof dir);
+    rc = kubeconfig_paths(o, &paths, err);
     if (rc != CT_OK)
         goto out;
-    dir = strdup(path);
-    if (!dir) {
-        rc = ctp_err(err, CT_E_NOMEM, 0, "out of memory");
+    for (i = 0; i < paths.n; i++) {
+        ct_error e2;
+        rc = ct_secret_read_file(paths.path[i], CT_K8S_KUBECONFIG_MAX, "kubeconfig", 0,
+                                 &text[n], &e2);
+        if (rc == CT_E_NOTFOUND && paths.list) {
+            /* kubectl skips the files of a list that do not exist */
+            ctp_log(c->ctx, CT_LOG_DEBUG, "k8s.config",
+                    "KUBECONFIG: skipping %s: it does not exist", paths.path[i]);
+            continue;
+        }
+        if (rc != CT_OK) {
+            ctp_err(err, rc, e2.os_error, "%s", e2.message);
+            goto out;
+        }
+        if (!(dir[n] = dir_of(paths.path[i]))) {
+            n++; /* text[n] is freed at out */
+            rc = ctp_err(err, CT_E_NOMEM, 0, "out of memory");
+            goto out;
+        }
+        src[n].text = (const char *)ct_secret_data(text[n]);
+        src[n].len = ct_secret_len(text[n]);
+        src[n].where = paths.path[i];
+        src[n].base_dir = dir[n];
+        n++;
+    }
+    if (n == 0) {
+        char names[200];
+        size_t used = 0;
+        names[0] = '\0';
+        for (i = 0; i < paths.n && used + 1 < sizeof names; i++) {
+            int w = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
+                             paths.path[i]);
+            used = w < 0 ? sizeof names : used + (size_t)w;
+        }
+        if (used >= sizeof names)
+            memcpy(names + sizeof names - 4, "...", 4);
+        rc = ctp_err(err, CT_E_NOTFOUND, ENOENT, "no kubeconfig: none of the files KUBECONFIG "
+                     "lists exists (%s)", names);
         goto out;
     }
-    slash = strrchr(dir, '/');
-    if (slash)
-        *(slash == dir ? slash + 1 : slash) = '\0';
-    else
-        strcpy(dir, ".");
-    rc = ctp_kubeconfig_parse((const char *)ct_secret_data(text), ct_secret_len(text),
-                              o->context, path, dir, kc, err);
+    if (n > 1)
+        ctp_log(c->ctx, CT_LOG_DEBUG, "k8s.config", "KUBECONFIG: merging %zu files", n);
+    rc = ctp_kubeconfig_merge(src, n, o->context, kc, err);
     if (rc != CT_OK)
         goto out;
+    path = src[kc->cluster_src].where;
     if (kc->insecure && (kc->ca_pem || kc->ca_file)) {
         ctp_log(c->ctx, CT_LOG_NOTICE, "k8s.config",
                 "kubeconfig %s: cluster \"%s\" sets insecure-skip-tls-verify and a CA: "
@@ -337,11 +430,13 @@ static ct_err config_kubeconfig(ct_k8s_client *c, const ct_k8s_options *o,
     }
     c->has_cert = kc->cert_file || kc->cert_pem;
     ctp_log(c->ctx, CT_LOG_INFO, "k8s.config", "kubeconfig %s: context \"%s\", server %s",
-            path, c->context, c->server);
+            src[kc->context_src].where, c->context, c->server);
 out:
-    ct_secret_free(text);
-    free(path);
-    free(dir);
+    for (i = 0; i < n; i++) {
+        ct_secret_free(text[i]);
+        free(dir[i]);
+    }
+    free_paths(&paths);
     return rc;
 }
 

@@ -1,7 +1,11 @@
 /*
  * k8s_config.c - kubeconfig files (YAML or JSON) read with libyaml, as a
  * pure function: text in, the resolved context (server, CA, credentials)
- * out. Fuzzed by fuzz/fuzz_kubeconfig.c.
+ * out. Several files (a KUBECONFIG list) are merged the way kubectl merges
+ * them: the first file that sets current-context wins, and the first file
+ * that defines a given cluster, user or context name wins (its entry is
+ * used whole; relative paths in it resolve against that file's directory).
+ * Fuzzed by fuzz/fuzz_kubeconfig.c.
  *
  * libyaml is used through its event API: the events build a small tree
  * under hard limits (CTP_YAML_MAX_NODES nodes, CTP_YAML_MAX_DEPTH levels,
@@ -295,37 +299,79 @@ static ct_err get_bool(const ynode *map, const char *key, const char *where, con
 }
 
 /*
- * The entry of list `list_key` (clusters / users / contexts) named `name`:
- * its `inner_key` mapping (cluster / user / context) in *out.
+ * Checks the shape of one file's top level: a mapping, kind Config when
+ * given, current-context a string, and clusters / users / contexts lists
+ * of mappings that each have a string name. kubectl decodes every file of
+ * the list, so a malformed file is an error even when nothing is taken
+ * from it.
  */
-static ct_err find_named(const ynode *root, const char *list_key, const char *inner_key,
-                         const char *name, const char *where, const ynode **out, ct_error *err)
+static ct_err check_file(const ynode *root, const char *where, ct_error *err)
 {
-    const ynode *list = get(root, list_key), *found = NULL;
-    size_t i;
+    static const char *const lists[] = { "clusters", "users", "contexts" };
+    const ynode *v;
+    const char *cc;
+    size_t i, j;
+    ct_err rc;
+
+    if (!root || root->kind != Y_MAP)
+        return ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s: %s", where,
+                       root ? "not a mapping at the top level" : "the file is empty");
+    if ((v = get(root, "kind")) && (v->kind != Y_SCALAR || strcmp(v->s, "Config") != 0))
+        return ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s: kind is not Config", where);
+    rc = get_str(root, "current-context", where, "top level", &cc, err);
+    if (rc != CT_OK)
+        return rc;
+    for (j = 0; j < sizeof lists / sizeof lists[0]; j++) {
+        const ynode *list = get(root, lists[j]);
+        if (list && list->kind != Y_SEQ)
+            return ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s: %s is not a list", where,
+                           lists[j]);
+        for (i = 0; list && i < list->n; i++) {
+            const ynode *it = list->kids[i], *n = get(it, "name");
+            if (it->kind != Y_MAP || !n || n->kind != Y_SCALAR)
+                return ctp_err(err, CT_E_INVALID, 0,
+                               "kubeconfig %s: an entry of %s has no name", where, lists[j]);
+        }
+    }
+    return CT_OK;
+}
+
+/*
+ * The entry of list `list_key` (clusters / users / contexts) named `name`
+ * in the first file that defines it (kubectl: the first file to set a name
+ * wins, later definitions are ignored whole): its `inner_key` mapping
+ * (cluster / user / context) in *out and the file's index in *which.
+ * `all` names the files for the not-found message. Files are checked by
+ * check_file first; a NULL root is an empty file.
+ */
+static ct_err find_named(ynode *const *roots, const ctp_kubeconfig_src *src, size_t n,
+                         const char *list_key, const char *inner_key, const char *name,
+                         const char *all, const ynode **out, size_t *which, ct_error *err)
+{
+    const ynode *found = NULL;
+    size_t f, i;
     *out = NULL;
-    if (list && list->kind != Y_SEQ)
-        return ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s: %s is not a list", where,
-                       list_key);
-    for (i = 0; list && i < list->n; i++) {
-        const ynode *it = list->kids[i], *n = get(it, "name");
-        if (it->kind != Y_MAP || !n || n->kind != Y_SCALAR)
-            return ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s: an entry of %s has no name",
-                           where, list_key);
-        if (strcmp(n->s, name) != 0 || strlen(n->s) != n->len)
-            continue;
-        if (found)
-            return ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s: %s has two entries named "
-                           "\"%.64s\"", where, list_key, name);
-        found = it;
+    *which = 0;
+    for (f = 0; f < n && !found; f++) {
+        const ynode *list = get(roots[f], list_key);
+        for (i = 0; list && i < list->n; i++) {
+            const ynode *it = list->kids[i], *nm = get(it, "name");
+            if (strcmp(nm->s, name) != 0 || strlen(nm->s) != nm->len)
+                continue;
+            if (found)
+                return ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s: %s has two entries "
+                               "named \"%.64s\"", src[f].where, list_key, name);
+            found = it;
+            *which = f;
+        }
     }
     if (!found)
         return ctp_err(err, CT_E_NOTFOUND, 0, "kubeconfig %s: no %s named \"%.64s\" in %s",
-                       where, inner_key, name, list_key);
+                       all, inner_key, name, list_key);
     *out = get(found, inner_key);
     if (!*out || (*out)->kind != Y_MAP)
         return ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s: %s \"%.64s\" has no %s mapping",
-                       where, inner_key, name, inner_key);
+                       src[*which].where, inner_key, name, inner_key);
     return CT_OK;
 }
 
@@ -536,48 +582,95 @@ void ctp_kubeconfig_clear(ctp_kubeconfig *k)
             goto out;                                                                  \
     } while (0)
 
+/* "a:b:c" (cut with "...") naming the files in messages. */
+static void name_files(const ctp_kubeconfig_src *src, size_t n, char *out, size_t cap)
+{
+    size_t i, used = 0;
+    out[0] = '\0';
+    for (i = 0; i < n; i++) {
+        int w = snprintf(out + used, cap - used, "%s%s", i ? ":" : "", src[i].where);
+        if (w < 0 || (size_t)w >= cap - used) {
+            if (cap > 4)
+                memcpy(out + cap - 4, "...", 4);
+            return;
+        }
+        used += (size_t)w;
+    }
+}
+
 ct_err ctp_kubeconfig_parse(const char *text, size_t len, const char *context,
                             const char *where, const char *base_dir, ctp_kubeconfig *out,
                             ct_error *err)
 {
-    ynode *root = NULL;
-    const ynode *ctxm, *cl, *us = NULL, *v;
+    ctp_kubeconfig_src src;
+    src.text = text;
+    src.len = len;
+    src.where = where;
+    src.base_dir = base_dir;
+    return ctp_kubeconfig_merge(&src, 1, context, out, err);
+}
+
+ct_err ctp_kubeconfig_merge(const ctp_kubeconfig_src *files, size_t nfiles,
+                            const char *context, ctp_kubeconfig *out, ct_error *err)
+{
+    ynode *roots[CTP_KUBECONFIG_MAX_FILES];
+    ctp_kubeconfig_src src[CTP_KUBECONFIG_MAX_FILES];
+    const ynode *ctxm, *cl, *us = NULL;
     const char *s, *cluster_name, *user_name, *ns, *ca_data, *ca_file, *tok, *tok_file,
-        *cd, *cf, *kd, *kf;
-    char in[160];
+        *cd, *cf, *kd, *kf, *where, *base_dir;
+    char in[160], all[200];
+    size_t i, f;
     ct_err rc;
 
     memset(out, 0, sizeof *out);
-    if (!where)
-        where = "(text)";
-    if (!text)
-        return ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s: no text", where);
-    if (len > CT_K8S_KUBECONFIG_MAX)
-        return ctp_err(err, CT_E_TOOBIG, 0, "kubeconfig %s: larger than %zu bytes", where,
-                       CT_K8S_KUBECONFIG_MAX);
-    TRY(yaml_tree(text, len, where, &root, err));
-    if (!root || root->kind != Y_MAP) {
-        rc = ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s: %s", where,
-                     root ? "not a mapping at the top level" : "the file is empty");
-        goto out;
+    memset(roots, 0, sizeof roots);
+    if (!files || nfiles == 0)
+        return ctp_err(err, CT_E_INVALID, 0, "kubeconfig: no file to read");
+    if (nfiles > CTP_KUBECONFIG_MAX_FILES)
+        return ctp_err(err, CT_E_INVALID, 0, "kubeconfig: more than %d files to merge",
+                       CTP_KUBECONFIG_MAX_FILES);
+    for (i = 0; i < nfiles; i++) {
+        src[i] = files[i];
+        if (!src[i].where)
+            src[i].where = "(text)";
     }
-    if ((v = get(root, "kind")) && (v->kind != Y_SCALAR || strcmp(v->s, "Config") != 0)) {
-        rc = ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s: kind is not Config", where);
-        goto out;
+    name_files(src, nfiles, all, sizeof all);
+    for (i = 0; i < nfiles; i++) {
+        where = src[i].where;
+        if (!src[i].text)
+            return ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s: no text", where);
+        if (src[i].len > CT_K8S_KUBECONFIG_MAX)
+            return ctp_err(err, CT_E_TOOBIG, 0, "kubeconfig %s: larger than %zu bytes", where,
+                           CT_K8S_KUBECONFIG_MAX);
+    }
+    for (i = 0; i < nfiles; i++) {
+        TRY(yaml_tree(src[i].text, src[i].len, src[i].where, &roots[i], err));
+        /* kubectl reads an empty file of a list as an empty configuration */
+        if (!roots[i] && nfiles > 1)
+            continue;
+        TRY(check_file(roots[i], src[i].where, err));
     }
 
-    /* the context */
+    /* the context: the first file that sets current-context names it */
     if (!context || !*context) {
-        TRY(get_str(root, "current-context", where, "top level", &context, err));
+        for (i = 0; i < nfiles && !context; i++)
+            TRY(get_str(roots[i], "current-context", src[i].where, "top level", &context,
+                        err));
         if (!context) {
-            rc = ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s has no current-context: name "
-                         "the context to use", where);
+            if (nfiles > 1)
+                rc = ctp_err(err, CT_E_INVALID, 0, "none of the kubeconfig files %s sets "
+                             "current-context: name the context to use", all);
+            else
+                rc = ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s has no current-context: "
+                             "name the context to use", all);
             goto out;
         }
     }
     DUP(out->context, context);
     snprintf(in, sizeof in, "context \"%.64s\"", context);
-    TRY(find_named(root, "contexts", "context", context, where, &ctxm, err));
+    TRY(find_named(roots, src, nfiles, "contexts", "context", context, all, &ctxm, &f, err));
+    out->context_src = f;
+    where = src[f].where;
     TRY(get_str(ctxm, "cluster", where, in, &cluster_name, err));
     TRY(get_str(ctxm, "user", where, in, &user_name, err));
     TRY(get_str(ctxm, "namespace", where, in, &ns, err));
@@ -596,7 +689,10 @@ ct_err ctp_kubeconfig_parse(const char *text, size_t len, const char *context,
 
     /* the cluster */
     snprintf(in, sizeof in, "cluster \"%.64s\"", cluster_name);
-    TRY(find_named(root, "clusters", "cluster", cluster_name, where, &cl, err));
+    TRY(find_named(roots, src, nfiles, "clusters", "cluster", cluster_name, all, &cl, &f, err));
+    out->cluster_src = f;
+    where = src[f].where;
+    base_dir = src[f].base_dir;
     TRY(get_str(cl, "server", where, in, &s, err));
     if (!s) {
         rc = ctp_err(err, CT_E_INVALID, 0, "kubeconfig %s: %s has no server", where, in);
@@ -635,7 +731,10 @@ ct_err ctp_kubeconfig_parse(const char *text, size_t len, const char *context,
     if (!user_name)
         goto done;
     snprintf(in, sizeof in, "user \"%.64s\"", user_name);
-    TRY(find_named(root, "users", "user", user_name, where, &us, err));
+    TRY(find_named(roots, src, nfiles, "users", "user", user_name, all, &us, &f, err));
+    out->user_src = f;
+    where = src[f].where;
+    base_dir = src[f].base_dir;
     if (get(us, "exec")) {
         rc = ctp_err(err, CT_E_UNSUPPORTED, 0, "kubeconfig %s: %s: exec credential plugins "
                      "are not supported; use a token or client certificate", where, in);
@@ -691,7 +790,8 @@ ct_err ctp_kubeconfig_parse(const char *text, size_t len, const char *context,
 done:
     rc = CT_OK;
 out:
-    ynode_free(root);
+    for (i = 0; i < nfiles; i++)
+        ynode_free(roots[i]);
     if (rc != CT_OK)
         ctp_kubeconfig_clear(out);
     return rc;

@@ -152,6 +152,8 @@ typedef struct ctp_kubeconfig {
     size_t cert_pem_len;
     char *key_file;     /* client-key, resolved; NULL */
     ct_secret *key_pem; /* client-key-data, decoded; NULL */
+    /* which file (index into the merged list) defined each entry */
+    size_t context_src, cluster_src, user_src;
 } ctp_kubeconfig;
 
 /* Limits of the YAML reader. */
@@ -172,6 +174,38 @@ typedef struct ctp_kubeconfig {
 ct_err ctp_kubeconfig_parse(const char *text, size_t len, const char *context,
                             const char *where, const char *base_dir, ctp_kubeconfig *out,
                             ct_error *err);
+
+/* Most files a kubeconfig merge takes (CT_K8S_KUBECONFIG_MAX_FILES). */
+#define CTP_KUBECONFIG_MAX_FILES CT_K8S_KUBECONFIG_MAX_FILES
+
+/* One file of a merge: its text, its name for messages, its directory. */
+typedef struct ctp_kubeconfig_src {
+    const char *text;
+    size_t len;          /* at most CT_K8S_KUBECONFIG_MAX */
+    const char *where;   /* names the file in messages (NULL: "(text)") */
+    const char *base_dir; /* relative paths of entries defined here (NULL: as they are) */
+} ctp_kubeconfig_src;
+
+/*
+ * Merges files[0..n) (1..CTP_KUBECONFIG_MAX_FILES) as kubectl merges a
+ * KUBECONFIG list, and resolves `context` (NULL: the merged
+ * current-context) as ctp_kubeconfig_parse does:
+ *   - every file is parsed and its shape checked (a malformed file is an
+ *     error naming it, even when nothing is taken from it); with n > 1 an
+ *     empty file is an empty configuration;
+ *   - current-context: the first file that sets it;
+ *   - clusters, users, contexts: the first file that defines a name wins,
+ *     and its entry is taken whole (never merged field by field with a
+ *     later file's entry of the same name); two entries of one name in the
+ *     same file are an error;
+ *   - relative paths of an entry resolve against the base_dir of the file
+ *     that defined it; out->*_src say which file that was.
+ * ctp_kubeconfig_parse(text, ...) is this function with one file.
+ * Errors: those of ctp_kubeconfig_parse, CT_E_INVALID for n == 0 or n >
+ * CTP_KUBECONFIG_MAX_FILES. On error *out is cleared.
+ */
+ct_err ctp_kubeconfig_merge(const ctp_kubeconfig_src *files, size_t n, const char *context,
+                            ctp_kubeconfig *out, ct_error *err);
 
 /* Wipes the secrets and frees every field; leaves *k zeroed. */
 void ctp_kubeconfig_clear(ctp_kubeconfig *k);

@@ -9,14 +9,23 @@
  *                changes, and at least every token_reread_s, because the
  *                kubelet rotates projected tokens), its ca.crt, and its
  *                namespace file ($POD_NAMESPACE overrides it).
- *   kubeconfig   --kubeconfig FILE, else the FIRST entry of $KUBECONFIG (a
- *                colon-separated list: later files are not merged), else
- *                $HOME/.kube/config. The context is options.context or the
- *                file's current-context. Cluster: server (https only),
- *                certificate-authority-data or certificate-authority (a path
- *                relative to the file; -data wins when both are given), or
+ *   kubeconfig   --kubeconfig FILE (exactly that file, no merge), else
+ *                $KUBECONFIG, else $HOME/.kube/config. $KUBECONFIG is a
+ *                colon-separated list merged as kubectl merges it: empty
+ *                entries, repeats and files that do not exist are skipped
+ *                (a file that exists but cannot be read or parsed is an
+ *                error naming it; none existing is CT_E_NOTFOUND); at most
+ *                CT_K8S_KUBECONFIG_MAX_FILES files (CT_E_INVALID past
+ *                that); the first file that sets current-context wins; for
+ *                a cluster, user or context name the first file that
+ *                defines it wins and its entry is used whole. The context
+ *                is options.context or the current-context. Cluster:
+ *                server (https only), certificate-authority-data or
+ *                certificate-authority (a path relative to the file that
+ *                defines the cluster; -data wins when both are given), or
  *                the system's CAs when neither is. User: token or tokenFile
- *                (tokenFile wins and is re-read like the in-cluster token),
+ *                (tokenFile wins and is re-read like the in-cluster token;
+ *                relative paths of a user resolve against its own file),
  *                client-certificate(-data) + client-key(-data); a token and a
  *                client certificate may be used together.
  *   auto         options.kubeconfig or options.context set: kubeconfig; else
@@ -84,6 +93,8 @@ typedef struct ct_k8s_client ct_k8s_client;
 
 /* Largest kubeconfig file read: 1 MiB. */
 #define CT_K8S_KUBECONFIG_MAX ((size_t)1 << 20)
+/* Most files a $KUBECONFIG list may name (after dropping empty entries and repeats). */
+#define CT_K8S_KUBECONFIG_MAX_FILES 16
 /* Room for an object UID with its NUL (Kubernetes UIDs are 36-char UUIDs). */
 #define CT_K8S_UID_MAX 64
 /* The pod's service-account directory (in-cluster configuration). */
@@ -101,7 +112,7 @@ typedef struct ct_k8s_options {
     uint32_t version;          /* CT_K8S_OPTIONS_VERSION */
     ct_k8s_source source;      /* 0: CT_K8S_AUTO */
     /* kubeconfig (all copied) */
-    const char *kubeconfig;    /* NULL: $KUBECONFIG (first entry), else ~/.kube/config */
+    const char *kubeconfig;    /* NULL: $KUBECONFIG (merged), else ~/.kube/config */
     const char *context;       /* NULL: the file's current-context */
     int force_insecure_skip_tls_verify; /* 1: honour insecure-skip-tls-verify (see above) */
     /* in-cluster (all copied; for tests and unusual mounts) */

@@ -2,7 +2,7 @@
 # test_cli_target.sh CLOUDTASER FAKE_K8S - drives the real
 # `cloudtaser target fingerprint` against tests/fake-k8s (HTTPS on
 # 127.0.0.1): kubeconfig with a token, a token file and a client certificate
-# (data and file forms), $KUBECONFIG, in-cluster (service-account directory
+# (data and file forms), $KUBECONFIG (a merged list), in-cluster (service-account directory
 # and KUBERNETES_SERVICE_HOST/PORT), text (the walkthrough's shape) and
 # -o json, and the refusals (401, 403, unreachable, exec plugin, usage).
 set -euo pipefail
@@ -101,7 +101,28 @@ ok "kubeconfig with a token file (relative), client certificate data, client cer
 
 KUBECONFIG="$A/kubeconfig:/nonexistent" run 0 target fingerprint --context fake -o text
 diff <(expected_text "$FP") "$out" > /dev/null || fail "KUBECONFIG"
-ok "\$KUBECONFIG (first entry) and --context"
+ok "\$KUBECONFIG (a missing file skipped) and --context"
+
+# $KUBECONFIG=a:b merged as kubectl does: the cluster and context in one file
+# (no current-context), current-context and the user in another directory
+mkdir -p "$tmp/split/users"
+awk '/^users:/ { exit } !/^current-context:/ { print }' "$A/kubeconfig" > "$tmp/split/clusters.yaml"
+{ echo "current-context: fake"; sed -n '/^users:/,$p' "$A/kubeconfig"; } > "$tmp/split/users/admin.yaml"
+grep -q '^users:' "$tmp/split/clusters.yaml" && fail "split: users left in the first file"
+grep -q '^clusters:' "$tmp/split/users/admin.yaml" && fail "split: clusters in the second file"
+KUBECONFIG="$tmp/split/clusters.yaml:$tmp/split/users/admin.yaml" run 0 target fingerprint
+diff <(expected_text "$FP") "$out" > /dev/null || fail "KUBECONFIG=a:b"
+KUBECONFIG="::$tmp/split/nothing:$tmp/split/users/admin.yaml:$tmp/split/clusters.yaml" \
+  run 0 target fingerprint -o json
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["source"]=="kubeconfig" and d["context"]=="fake" and d["fingerprint"]==sys.argv[2], d' "$out" "$FP" || fail "KUBECONFIG=b:a json"
+ok "\$KUBECONFIG=a:b merged (current-context and user from one file, cluster from the other)"
+KUBECONFIG="$tmp/split/clusters.yaml" run 1 target fingerprint
+grep -q "has no current-context" "$err" || fail "KUBECONFIG=a alone: message"
+echo "clusters: [unclosed" > "$tmp/split/bad.yaml"
+KUBECONFIG="$tmp/split/clusters.yaml:$tmp/split/users/admin.yaml:$tmp/split/bad.yaml" \
+  run 1 target fingerprint
+grep -q "$tmp/split/bad.yaml: not valid YAML" "$err" || fail "malformed third file: message"
+ok "\$KUBECONFIG: one file alone lacks the context; a malformed file in the list is named"
 
 # --- in-cluster: the service account directory plus KUBERNETES_SERVICE_*
 env -u KUBECONFIG KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$PORT" \

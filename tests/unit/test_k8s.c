@@ -2,7 +2,7 @@
  * test_k8s.c - the Kubernetes client (k8s.h) against the fake API server
  * (support/fake_k8s.c) over real HTTPS on 127.0.0.1: every configuration
  * (kubeconfig with a token, a token file, a client certificate as data and
- * as files; in-cluster; auto), every call, pagination across pages, the
+ * as files; a merged $KUBECONFIG list; in-cluster; auto), every call, pagination across pages, the
  * 401/403/404/409/410 answers, token rotation, retries (counted on the
  * server), and the faults (each gives a clear code, never a hang).
  */
@@ -226,7 +226,7 @@ START_TEST(auto_and_env)
     char list[2200];
     ct_error err;
 
-    /* ct_fingerprint with no client: auto configuration from $KUBECONFIG (first entry) */
+    /* ct_fingerprint with no client: auto configuration from $KUBECONFIG (a missing file skipped) */
     snprintf(list, sizeof list, "%s:/nonexistent/second", path("kubeconfig"));
     setenv("KUBECONFIG", list, 1);
     unsetenv("KUBERNETES_SERVICE_HOST");
@@ -247,6 +247,132 @@ START_TEST(auto_and_env)
     o.version = 99;
     ck_err(ct_k8s_client_new(g_ctx, &o, &c, &err), CT_E_VERSION, &err);
     ck_err(ct_k8s_client_new(NULL, NULL, &c, &err), CT_E_INVALID, &err);
+}
+END_TEST
+
+/*
+ * $KUBECONFIG with several files, merged as kubectl merges them: the cluster
+ * (with a CA path relative to its own file) in one directory, the user and
+ * current-context in another; missing files, empty entries and repeats
+ * skipped; a malformed file, a directory, too many files: errors naming
+ * them; --kubeconfig with a colon is one path, not a list.
+ */
+START_TEST(kubeconfig_list)
+{
+    char a[1100], b[1100], bad[1100], list[4600], text[2048], fp[CT_FINGERPRINT_LEN + 1];
+    ct_k8s_options o = CT_K8S_OPTIONS_INIT;
+    ct_k8s_client *c = NULL;
+    ct_error err;
+    size_t i, used;
+    FILE *in, *out;
+    int ch;
+
+    ck_assert_int_eq(mkdir(path("clusters"), 0700), 0);
+    ck_assert_int_eq(mkdir(path("users"), 0700), 0);
+    /* the fake server's CA next to the first file, named relatively */
+    snprintf(text, sizeof text, "%s/ca.pem", g_tls);
+    in = fopen(text, "r");
+    ck_assert_ptr_nonnull(in);
+    out = fopen(path("clusters/ca.pem"), "w");
+    ck_assert_ptr_nonnull(out);
+    while ((ch = fgetc(in)) != EOF)
+        fputc(ch, out);
+    fclose(in);
+    ck_assert_int_eq(fclose(out), 0);
+    snprintf(text, sizeof text,
+             "apiVersion: v1\nkind: Config\n"
+             "clusters:\n- name: fake\n  cluster:\n    server: https://127.0.0.1:%u\n"
+             "    certificate-authority: ca.pem\n"
+             "contexts:\n- name: fake\n  context: {cluster: fake, user: admin, namespace: "
+             "payments}\n",
+             (unsigned)fake_k8s_port(g_fk));
+    write_text("clusters/a.yaml", text);
+    write_text("users/b.yaml",
+               "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+               "clusters:\n- {name: fake, cluster: {server: 'https://203.0.113.1:1'}}\n"
+               "contexts:\n- {name: fake, context: {cluster: fake, user: nobody}}\n"
+               "users:\n- name: admin\n  user:\n    tokenFile: admin.token\n");
+    write_text("users/admin.token", TOKEN "\n");
+    snprintf(a, sizeof a, "%s", path("clusters/a.yaml"));
+    snprintf(b, sizeof b, "%s", path("users/b.yaml"));
+
+    /* missing files, empty entries and a repeat around the two real ones */
+    snprintf(list, sizeof list, "%s/none-here::%s:%s:%s:", g_dir, a, b, a);
+    setenv("KUBECONFIG", list, 1);
+    unsetenv("KUBERNETES_SERVICE_HOST");
+    ck_ok(ct_k8s_client_new(g_ctx, NULL, &c, &err), &err);
+    ck_assert_int_eq(ct_k8s_client_source(c), CT_K8S_KUBECONFIG);
+    ck_assert_str_eq(ct_k8s_client_context(c), "fake");
+    ck_assert_str_eq(ct_k8s_client_namespace(c), "payments");
+    ck_ok(ct_fingerprint(g_ctx, c, fp, &err), &err); /* verified with a's CA, b's token */
+    ck_assert_str_eq(fp, FIXTURE_UID);
+    ct_k8s_client_free(c);
+    c = NULL;
+
+    /* the other order: b's context (user "nobody") and cluster win */
+    snprintf(list, sizeof list, "%s:%s", b, a);
+    setenv("KUBECONFIG", list, 1);
+    ck_err(ct_k8s_client_new(g_ctx, NULL, &c, &err), CT_E_NOTFOUND, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "no user named \"nobody\""));
+
+    /* a malformed second file: an error naming it */
+    snprintf(bad, sizeof bad, "%s", path("users/bad.yaml"));
+    write_text("users/bad.yaml", "clusters: [unclosed\n");
+    snprintf(list, sizeof list, "%s:%s", a, bad);
+    setenv("KUBECONFIG", list, 1);
+    ck_err(ct_k8s_client_new(g_ctx, NULL, &c, &err), CT_E_INVALID, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, bad));
+    ck_assert_ptr_nonnull(strstr(err.message, "not valid YAML"));
+
+    /* a directory in the list is not skipped */
+    snprintf(list, sizeof list, "%s:%s", a, path("users"));
+    setenv("KUBECONFIG", list, 1);
+    ck_err(ct_k8s_client_new(g_ctx, NULL, &c, &err), CT_E_IO, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "not a regular file"));
+
+    /* a file that exists but cannot be read is not skipped either */
+    if (geteuid() != 0) {
+        ck_assert_int_eq(chmod(b, 0), 0);
+        snprintf(list, sizeof list, "%s:%s", a, b);
+        setenv("KUBECONFIG", list, 1);
+        ck_err(ct_k8s_client_new(g_ctx, NULL, &c, &err), CT_E_DENIED, &err);
+        ck_assert_ptr_nonnull(strstr(err.message, b));
+        ck_assert_int_eq(chmod(b, 0600), 0);
+    }
+
+    /* none exists */
+    snprintf(list, sizeof list, "%s/x1:%s/x2", g_dir, g_dir);
+    setenv("KUBECONFIG", list, 1);
+    ck_err(ct_k8s_client_new(g_ctx, NULL, &c, &err), CT_E_NOTFOUND, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "none of the files KUBECONFIG lists exists"));
+    setenv("KUBECONFIG", ":::", 1);
+    ck_err(ct_k8s_client_new(g_ctx, NULL, &c, &err), CT_E_INVALID, &err);
+
+    /* 16 distinct files are accepted (the missing ones skipped), 17 are not */
+    used = 0;
+    for (i = 0; i < 17; i++) {
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+                                 i ? ":" : "", i == 0 ? a : i == 1 ? b : "");
+        if (i > 1)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s/missing-%zu", g_dir,
+                                     i);
+        if (i == 15) {
+            setenv("KUBECONFIG", list, 1);
+            ck_ok(ct_k8s_client_new(g_ctx, NULL, &c, &err), &err);
+            ct_k8s_client_free(c);
+            c = NULL;
+        }
+    }
+    setenv("KUBECONFIG", list, 1);
+    ck_err(ct_k8s_client_new(g_ctx, NULL, &c, &err), CT_E_INVALID, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "more than 16 files"));
+
+    /* --kubeconfig names exactly one file: a colon in it is part of the name */
+    unsetenv("KUBECONFIG");
+    snprintf(list, sizeof list, "%s:%s", a, b);
+    o.kubeconfig = list;
+    ck_err(ct_k8s_client_new(g_ctx, &o, &c, &err), CT_E_NOTFOUND, &err);
+    ck_assert_ptr_null(c);
 }
 END_TEST
 
@@ -961,6 +1087,7 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, fingerprint_canonical);
     tcase_add_test(tc, in_cluster);
     tcase_add_test(tc, auto_and_env);
+    tcase_add_test(tc, kubeconfig_list);
     tcase_add_test(tc, kubeconfig_refusals);
     tcase_add_test(tc, unauthorized_and_forbidden);
     tcase_add_test(tc, token_rotation);

@@ -1,7 +1,8 @@
 /*
  * test_k8s_parse.c - the Kubernetes client's pure parsers (k8s_internal.h):
  * kubeconfig files (every credential form, data vs file, contexts, missing
- * fields, plugin refusal, YAML garbage and limits), server URLs, and the API
+ * fields, plugin refusal, YAML garbage and limits, merging a KUBECONFIG
+ * list), server URLs, and the API
  * JSON (Status mapping, Namespace, Secret, SecretList pages, DELETE
  * answers, TokenReview, request bodies) checked against the fixture files
  * in ../shared/fixtures (CT_SHARED_FIXTURES).
@@ -383,6 +384,239 @@ START_TEST(kc_limits)
     memset(s, ' ', n);
     ck_err(ctp_kubeconfig_parse(s, n, NULL, "big", NULL, &k, &err), CT_E_TOOBIG, &err);
     free(s);
+}
+END_TEST
+
+/* ------------------------------------------------- kubeconfig merging */
+
+/* Merges texts[0..n), named /dir<i>/f<i>.yaml with base dir /dir<i>. */
+static ct_err merge(const char *const *texts, size_t n, const char *context, ctp_kubeconfig *k,
+                    ct_error *err)
+{
+    static char where[CTP_KUBECONFIG_MAX_FILES + 4][32], dirs[CTP_KUBECONFIG_MAX_FILES + 4][32];
+    ctp_kubeconfig_src src[CTP_KUBECONFIG_MAX_FILES + 4];
+    size_t i;
+    ck_assert_uint_le(n, CTP_KUBECONFIG_MAX_FILES + 4);
+    for (i = 0; i < n; i++) {
+        snprintf(where[i], sizeof where[i], "/dir%zu/f%zu.yaml", i, i);
+        snprintf(dirs[i], sizeof dirs[i], "/dir%zu", i);
+        src[i].text = texts[i];
+        src[i].len = strlen(texts[i]);
+        src[i].where = where[i];
+        src[i].base_dir = dirs[i];
+    }
+    return ctp_kubeconfig_merge(src, n, context, k, err);
+}
+
+/* The first file names no current-context; the second does, and defines the user. */
+static const char m_first[] =
+    "apiVersion: v1\n"
+    "kind: Config\n"
+    "clusters:\n"
+    "- {name: shared, cluster: {server: 'https://first.example', certificate-authority: ca.pem}}\n"
+    "contexts:\n"
+    "- {name: dev, context: {cluster: shared, user: alice}}\n"
+    "- {name: both, context: {cluster: shared, user: alice}}\n"
+    "users:\n"
+    "- {name: alice, user: {token: from-first}}\n";
+static const char m_second[] =
+    "apiVersion: v1\n"
+    "kind: Config\n"
+    "current-context: dev\n"
+    "clusters:\n"
+    "- {name: shared, cluster: {server: 'https://second.example', insecure-skip-tls-verify: true}}\n"
+    "- {name: own, cluster: {server: 'https://own.example:8443', certificate-authority: "
+    "certs/own-ca.pem}}\n"
+    "contexts:\n"
+    "- {name: both, context: {cluster: own, user: bob, namespace: second-ns}}\n"
+    "- {name: bobs, context: {cluster: own, user: bob}}\n"
+    "- {name: mixed, context: {cluster: shared, user: bob}}\n"
+    "users:\n"
+    "- {name: alice, user: {token: from-second, client-certificate: c.pem, client-key: k.pem}}\n"
+    "- {name: bob, user: {tokenFile: bob.token, client-certificate: /abs/bob.pem, "
+    "client-key: bob-key.pem}}\n";
+
+START_TEST(kc_merge_two)
+{
+    const char *t[2] = { m_first, m_second };
+    ctp_kubeconfig k;
+    ct_error err;
+
+    /* current-context from the second file; context, cluster, user from the first */
+    ck_ok(merge(t, 2, NULL, &k, &err), &err);
+    ck_assert_str_eq(k.context, "dev");
+    ck_assert_str_eq(k.server, "https://first.example");
+    ck_assert_str_eq(k.ca_file, "/dir0/ca.pem");
+    ck_assert_int_eq(k.insecure, 0); /* the second file's "shared" is ignored whole */
+    ck_assert_str_eq((const char *)ct_secret_data(k.token), "from-first");
+    ck_assert_ptr_null(k.cert_file); /* never merged field by field */
+    ck_assert_uint_eq(k.context_src, 0);
+    ck_assert_uint_eq(k.cluster_src, 0);
+    ck_assert_uint_eq(k.user_src, 0);
+    ctp_kubeconfig_clear(&k);
+
+    /* the same context name in both files: the first file's wins whole */
+    ck_ok(merge(t, 2, "both", &k, &err), &err);
+    ck_assert_str_eq(k.cluster, "shared");
+    ck_assert_str_eq(k.user, "alice");
+    ck_assert_str_eq(k.ns, "");
+    ctp_kubeconfig_clear(&k);
+
+    /* a context and user defined only in the second file; paths from its directory */
+    ck_ok(merge(t, 2, "bobs", &k, &err), &err);
+    ck_assert_str_eq(k.server, "https://own.example:8443");
+    ck_assert_str_eq(k.ca_file, "/dir1/certs/own-ca.pem");
+    ck_assert_str_eq(k.token_file, "/dir1/bob.token");
+    ck_assert_str_eq(k.cert_file, "/abs/bob.pem");
+    ck_assert_str_eq(k.key_file, "/dir1/bob-key.pem");
+    ck_assert_uint_eq(k.context_src, 1);
+    ck_assert_uint_eq(k.cluster_src, 1);
+    ck_assert_uint_eq(k.user_src, 1);
+    ctp_kubeconfig_clear(&k);
+
+    /* a context of the second file naming a cluster the first file defines */
+    ck_ok(merge(t, 2, "mixed", &k, &err), &err);
+    ck_assert_str_eq(k.server, "https://first.example");
+    ck_assert_str_eq(k.ca_file, "/dir0/ca.pem");
+    ck_assert_str_eq(k.token_file, "/dir1/bob.token");
+    ck_assert_uint_eq(k.context_src, 1);
+    ck_assert_uint_eq(k.cluster_src, 0);
+    ck_assert_uint_eq(k.user_src, 1);
+    ctp_kubeconfig_clear(&k);
+
+    /* order matters: second file first */
+    t[0] = m_second;
+    t[1] = m_first;
+    ck_ok(merge(t, 2, NULL, &k, &err), &err);
+    ck_assert_str_eq(k.context, "dev");
+    ck_assert_uint_eq(k.context_src, 1);
+    ck_assert_str_eq(k.server, "https://second.example");
+    ck_assert_int_eq(k.insecure, 1);
+    ck_assert_str_eq((const char *)ct_secret_data(k.token), "from-second");
+    ck_assert_str_eq(k.cert_file, "/dir0/c.pem");
+    ctp_kubeconfig_clear(&k);
+
+    /* a name no file defines: the message names the files */
+    t[0] = m_first;
+    t[1] = m_second;
+    ck_err(merge(t, 2, "ghost", &k, &err), CT_E_NOTFOUND, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "/dir0/f0.yaml:/dir1/f1.yaml"));
+    ck_assert_ptr_nonnull(strstr(err.message, "no context named \"ghost\""));
+    ck_assert_ptr_null(k.context);
+}
+END_TEST
+
+START_TEST(kc_merge_three)
+{
+    static const char a[] = "kind: Config\n"
+                            "preferences: {}\n"
+                            "users:\n- {name: u, user: {token: ta}}\n";
+    static const char b[] = "current-context: c\n"
+                            "contexts:\n- {name: c, context: {cluster: k, user: u, "
+                            "namespace: from-b}}\n";
+    static const char c[] = "current-context: other\n"
+                            "clusters:\n- {name: k, cluster: {server: 'https://third.example/',"
+                            " certificate-authority: ../ca/ca.crt}}\n"
+                            "contexts:\n- {name: c, context: {cluster: nope}}\n"
+                            "users:\n- {name: u, user: {exec: {command: evil}}}\n";
+    const char *t[3] = { a, b, c };
+    ctp_kubeconfig k;
+    ct_error err;
+
+    ck_ok(merge(t, 3, NULL, &k, &err), &err);
+    ck_assert_str_eq(k.context, "c");
+    ck_assert_str_eq(k.ns, "from-b");
+    ck_assert_str_eq(k.server, "https://third.example");
+    ck_assert_str_eq(k.ca_file, "/dir2/../ca/ca.crt");
+    ck_assert_str_eq((const char *)ct_secret_data(k.token), "ta"); /* not the exec user */
+    ck_assert_uint_eq(k.context_src, 1);
+    ck_assert_uint_eq(k.cluster_src, 2);
+    ck_assert_uint_eq(k.user_src, 0);
+    ctp_kubeconfig_clear(&k);
+
+    /* the exec user wins when its file comes first: still refused, naming its file */
+    t[0] = c;
+    t[1] = b;
+    t[2] = a;
+    ck_err(merge(t, 3, "c", &k, &err), CT_E_NOTFOUND, &err); /* c's context: cluster nope */
+    ck_assert_ptr_nonnull(strstr(err.message, "cluster named \"nope\""));
+    t[0] = b;
+    t[1] = c;
+    t[2] = a;
+    ck_err(merge(t, 3, NULL, &k, &err), CT_E_UNSUPPORTED, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "/dir1/f1.yaml"));
+    ck_assert_ptr_nonnull(strstr(err.message, "exec credential plugins are not supported"));
+    ck_assert_ptr_null(k.context);
+}
+END_TEST
+
+START_TEST(kc_merge_errors)
+{
+    static const char ok[] = "current-context: x\n"
+                             "clusters: [{name: k, cluster: {server: 'https://k.example'}}]\n"
+                             "contexts: [{name: x, context: {cluster: k}}]\n";
+    static const char *const bad[] = {
+        "clusters: [unclosed\n",                     /* YAML */
+        "- a\n- b\n",                                /* not a mapping */
+        "kind: Pod\n",                               /* kind */
+        "clusters: 5\n",                             /* not a list */
+        "users: [{user: {token: t}}]\n",             /* an entry without a name */
+        "current-context: [a]\n",                    /* not a string */
+        "a: &x 1\nb: *x\n",                          /* aliases */
+    };
+    const char *t[CTP_KUBECONFIG_MAX_FILES + 1];
+    ctp_kubeconfig k;
+    ct_error err;
+    size_t i;
+
+    /* a malformed second file is an error naming it, although nothing comes from it */
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        t[0] = ok;
+        t[1] = bad[i];
+        ck_err(merge(t, 2, NULL, &k, &err), CT_E_INVALID, &err);
+        ck_assert_msg(strstr(err.message, "/dir1/f1.yaml") != NULL, "%s: %s", bad[i],
+                      err.message);
+        ck_assert_ptr_null(k.context);
+    }
+    /* two entries of one name in one file: an error; across files: the first wins */
+    t[0] = "contexts: [{name: x, context: {cluster: k}}, {name: x, context: {cluster: k}}]\n";
+    t[1] = ok;
+    ck_err(merge(t, 2, "x", &k, &err), CT_E_INVALID, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "two entries named \"x\""));
+    ck_assert_ptr_nonnull(strstr(err.message, "/dir0/f0.yaml"));
+
+    /* an empty file in a list is an empty configuration; alone it is an error */
+    t[0] = "";
+    t[1] = "# only a comment\n";
+    t[2] = ok;
+    ck_ok(merge(t, 3, NULL, &k, &err), &err);
+    ck_assert_str_eq(k.server, "https://k.example");
+    ck_assert_uint_eq(k.context_src, 2);
+    ctp_kubeconfig_clear(&k);
+    ck_err(merge(t, 1, NULL, &k, &err), CT_E_INVALID, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "empty"));
+
+    /* no file sets current-context */
+    t[0] = "kind: Config\n";
+    t[1] = "clusters: []\n";
+    ck_err(merge(t, 2, NULL, &k, &err), CT_E_INVALID, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "none of the kubeconfig files"));
+    ck_assert_ptr_nonnull(strstr(err.message, "/dir1/f1.yaml"));
+
+    /* limits: the number of files, the size of each */
+    for (i = 0; i < CTP_KUBECONFIG_MAX_FILES + 1; i++)
+        t[i] = ok;
+    ck_ok(merge(t, CTP_KUBECONFIG_MAX_FILES, NULL, &k, &err), &err);
+    ctp_kubeconfig_clear(&k);
+    ck_err(merge(t, CTP_KUBECONFIG_MAX_FILES + 1, NULL, &k, &err), CT_E_INVALID, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "more than 16 files"));
+    ck_err(ctp_kubeconfig_merge(NULL, 0, NULL, &k, &err), CT_E_INVALID, &err);
+    {
+        ctp_kubeconfig_src src[2] = { { ok, sizeof ok - 1, "small", NULL },
+                                      { ok, CT_K8S_KUBECONFIG_MAX + 1, "huge", NULL } };
+        ck_err(ctp_kubeconfig_merge(src, 2, NULL, &k, &err), CT_E_TOOBIG, &err);
+        ck_assert_ptr_nonnull(strstr(err.message, "huge"));
+    }
 }
 END_TEST
 
@@ -853,6 +1087,9 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, kc_plugins_refused);
     tcase_add_test(tc, kc_yaml_garbage);
     tcase_add_test(tc, kc_limits);
+    tcase_add_test(tc, kc_merge_two);
+    tcase_add_test(tc, kc_merge_three);
+    tcase_add_test(tc, kc_merge_errors);
     tcase_add_test(tc, server_urls);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
