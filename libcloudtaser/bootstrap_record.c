@@ -30,8 +30,10 @@ void ctp_boot_record_prune(ctp_boot_record *r, int64_t now_s)
 {
     size_t i, o = 0;
     for (i = 0; i < r->n_jtis; i++) {
-        if (r->jtis[i].exp + (int64_t)CTP_BOOT_LEEWAY_S < now_s)
-            continue; /* a token past exp + leeway no longer verifies: forget it */
+        /* a token past exp + leeway no longer verifies: forget it (written so
+         * that a stored exp near INT64_MAX cannot overflow) */
+        if (r->jtis[i].exp < now_s - (int64_t)CTP_BOOT_LEEWAY_S)
+            continue;
         if (o != i)
             r->jtis[o] = r->jtis[i];
         o++;
@@ -109,8 +111,8 @@ out:
     return rc;
 }
 
-/* Copies a string member (required unless `optional`) into out[CT_JWT_CLAIM_MAX]. */
-static int get_str(json_t *o, const char *name, char *out, int optional)
+/* Copies a string member (required unless `optional`) into out[size]. */
+static int get_str(json_t *o, const char *name, char *out, size_t size, int optional)
 {
     json_t *v = json_object_get(o, name);
     size_t n;
@@ -120,7 +122,7 @@ static int get_str(json_t *o, const char *name, char *out, int optional)
     if (!json_is_string(v))
         return -1;
     n = json_string_length(v);
-    if (n >= CT_JWT_CLAIM_MAX || strlen(json_string_value(v)) != n)
+    if (n >= size || strlen(json_string_value(v)) != n)
         return -1;
     memcpy(out, json_string_value(v), n + 1);
     return 0;
@@ -155,13 +157,17 @@ ct_err ctp_boot_record_decode(const char *key, const char *fp, const uint8_t *da
     v = json_object_get(o, "reissues");
     jtis = json_object_get(o, "jtis");
     ks = json_object_get(o, "jwks");
-    if (get_str(o, "fingerprint", r->fingerprint, 0) != 0 || strcmp(r->fingerprint, fp) != 0 ||
-        get_str(o, "audience", r->audience, 0) != 0 || !json_is_integer(a) ||
+    if (get_str(o, "fingerprint", r->fingerprint, sizeof r->fingerprint, 0) != 0 ||
+        strcmp(r->fingerprint, fp) != 0 ||
+        get_str(o, "audience", r->audience, sizeof r->audience, 0) != 0 || !json_is_integer(a) ||
         !json_is_integer(b) || !json_is_integer(v) || json_integer_value(v) < 0 ||
         json_integer_value(v) > UINT32_MAX || !json_is_array(jtis) ||
         json_array_size(jtis) > CTP_BOOT_MAX_JTIS || (ks && !json_is_object(ks)) ||
-        get_str(o, "issuer", r->issuer, 1) != 0 || get_str(o, "subject", r->subject, 1) != 0 ||
-        (ks && (!r->issuer[0] || !r->subject[0]))) {
+        get_str(o, "issuer", r->issuer, sizeof r->issuer, 1) != 0 ||
+        get_str(o, "subject", r->subject, sizeof r->subject, 1) != 0 ||
+        (ks && (!r->issuer[0] || !r->subject[0])) ||
+        /* the three are present or absent together (as encode writes them) */
+        (!ks && (json_object_get(o, "issuer") || json_object_get(o, "subject")))) {
         rc = ctp_err(err, CT_E_STORE, 0, "record '%s': missing or mistyped fields", key);
         goto out;
     }
@@ -171,7 +177,7 @@ ct_err ctp_boot_record_decode(const char *key, const char *fp, const uint8_t *da
     for (i = 0; i < json_array_size(jtis); i++) {
         json_t *e = json_array_get(jtis, i), *exp = json_object_get(e, "exp");
         char id[CT_JWT_CLAIM_MAX];
-        if (!json_is_object(e) || get_str(e, "jti", id, 0) != 0 || !id[0] ||
+        if (!json_is_object(e) || get_str(e, "jti", id, sizeof id, 0) != 0 || !id[0] ||
             !json_is_integer(exp)) {
             rc = ctp_err(err, CT_E_STORE, 0, "record '%s': malformed \"jtis\" entry", key);
             goto out;

@@ -18,6 +18,8 @@
 
 #define REG_PREFIX "clusters/"
 #define REG_RECORD_V 1
+#define LAYOUT_KEY "system/layout"
+#define LAYOUT_RECORD_V 1
 
 struct ct_registration {
     char fingerprint[CT_FINGERPRINT_LEN + 1];
@@ -171,6 +173,98 @@ static ct_err registered_record(const ct_registration *r, char **out, ct_error *
     return CT_OK;
 }
 
+/*
+ * system/layout: {"v":1,"layout":<n>,"created_at":<ms>}. A newer format or
+ * layout is CT_E_VERSION, anything malformed CT_E_STORE.
+ */
+static ct_err parse_layout(const uint8_t *data, size_t len, uint32_t *layout, ct_error *err)
+{
+    json_error_t je;
+    json_t *o = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *v, *l, *c;
+    ct_err rc = CT_OK;
+
+    if (!json_is_object(o)) {
+        rc = ctp_err(err, CT_E_STORE, 0,
+                     "the store's layout record '" LAYOUT_KEY "' is corrupt (not a JSON "
+                     "object): repair or delete it");
+        goto out;
+    }
+    v = json_object_get(o, "v");
+    l = json_object_get(o, "layout");
+    c = json_object_get(o, "created_at");
+    if (json_is_integer(v) && json_integer_value(v) > LAYOUT_RECORD_V) {
+        rc = ctp_err(err, CT_E_VERSION, 0,
+                     "the store's layout record '" LAYOUT_KEY "' has format %lld, newer than "
+                     "this cloudtaser (%d): upgrade",
+                     (long long)json_integer_value(v), LAYOUT_RECORD_V);
+        goto out;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) != LAYOUT_RECORD_V ||
+        !json_is_integer(l) || json_integer_value(l) < 1 ||
+        json_integer_value(l) > (json_int_t)UINT32_MAX || !json_is_integer(c)) {
+        rc = ctp_err(err, CT_E_STORE, 0,
+                     "the store's layout record '" LAYOUT_KEY "' is corrupt (missing or "
+                     "mistyped \"v\", \"layout\" or \"created_at\"): repair or delete it");
+        goto out;
+    }
+    if (json_integer_value(l) > CT_STORE_LAYOUT) {
+        rc = ctp_err(err, CT_E_VERSION, 0,
+                     "store layout %lld is newer than this cloudtaser (%d): upgrade",
+                     (long long)json_integer_value(l), CT_STORE_LAYOUT);
+        goto out;
+    }
+    *layout = (uint32_t)json_integer_value(l);
+out:
+    json_decref(o);
+    return rc;
+}
+
+ct_err ct_store_layout_check(ct_ctx *ctx, ct_store *store, uint32_t *layout, ct_error *err)
+{
+    ct_secret *v = NULL;
+    uint32_t l = 0;
+    ct_err rc;
+
+    if (layout)
+        *layout = 0;
+    if (!ctx || !store)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_store_layout_check: NULL argument");
+    rc = ct_store_get(store, LAYOUT_KEY, &v, NULL, err);
+    if (rc == CT_E_NOTFOUND) {
+        ct_error_clear(err); /* written by an older version, or empty: fine */
+        return CT_OK;
+    }
+    if (rc != CT_OK)
+        return rc;
+    rc = parse_layout(ct_secret_data(v), ct_secret_len(v), &l, err);
+    ct_secret_free(v);
+    if (rc == CT_OK && layout)
+        *layout = l;
+    return rc;
+}
+
+/* Writes system/layout if there is none (create-only; a racing writer's is checked). */
+static ct_err layout_ensure(ct_ctx *ctx, ct_store *store, ct_error *err)
+{
+    char rec[96];
+    uint32_t l = 0;
+    ct_err rc;
+    int n;
+
+    if ((rc = ct_store_layout_check(ctx, store, &l, err)) != CT_OK || l != 0)
+        return rc;
+    /* compact with sorted keys: a Vault store keeps it as readable KV data */
+    n = snprintf(rec, sizeof rec, "{\"created_at\":%lld,\"layout\":%d,\"v\":%d}",
+                 (long long)ct_ctx_wall_ms(ctx), CT_STORE_LAYOUT, LAYOUT_RECORD_V);
+    rc = ct_store_put(store, LAYOUT_KEY, rec, (size_t)n, CT_STORE_CREATE, NULL, err);
+    if (rc == CT_E_CONFLICT) {
+        ct_error_clear(err);
+        return ct_store_layout_check(ctx, store, NULL, err);
+    }
+    return rc;
+}
+
 /* Puts a record create-only; CT_E_CONFLICT gets the "already registered" text. */
 static ct_err put_create(ct_store *store, const char *key, const void *v, size_t len,
                          const char *fp, ct_error *err)
@@ -252,6 +346,10 @@ ct_err ct_register(ct_ctx *ctx, ct_store *store, const char *fingerprint,
     reg_key(k_br, sizeof k_br, fp, "bridge");
     reg_key(k_reg, sizeof k_reg, fp, "registered");
 
+    /* a store laid out by a newer version is left alone */
+    rc = ct_store_layout_check(ctx, store, NULL, err);
+    if (rc != CT_OK)
+        return rc;
     /* A clear answer before any key is made; CREATE below closes the race. */
     rc = ct_store_get(store, k_reg, &probe, NULL, err);
     ct_secret_free(probe);
@@ -259,6 +357,10 @@ ct_err ct_register(ct_ctx *ctx, ct_store *store, const char *fingerprint,
         return ctp_err(err, CT_E_CONFLICT, 0,
                        "cluster %.8s... is already registered; deregister first", fp);
     if (rc != CT_E_NOTFOUND)
+        return rc;
+    ct_error_clear(err);
+    /* the first registration on a store records its layout */
+    if ((rc = layout_ensure(ctx, store, err)) != CT_OK)
         return rc;
 
     r = ctp_calloc(1, sizeof *r);
@@ -354,6 +456,10 @@ ct_err ct_deregister_ex(ct_ctx *ctx, ct_store *store, const char *fingerprint,
         mode = opts->data;
     }
     rc = ct_fingerprint_canonical(fingerprint, fp, err);
+    if (rc != CT_OK)
+        return rc;
+    /* (system/layout itself lies outside clusters/<fp>/: never deleted here) */
+    rc = ct_store_layout_check(ctx, store, NULL, err);
     if (rc != CT_OK)
         return rc;
     plen = (size_t)snprintf(prefix, sizeof prefix, REG_PREFIX "%s/", fp);
@@ -549,6 +655,9 @@ ct_err ct_registration_list(ct_ctx *ctx, ct_store *store, ct_strlist **fingerpri
         *fingerprints = NULL;
     if (!ctx || !store || !fingerprints)
         return ctp_err(err, CT_E_INVALID, 0, "ct_registration_list: NULL argument");
+    rc = ct_store_layout_check(ctx, store, NULL, err);
+    if (rc != CT_OK)
+        return rc;
     rc = ct_store_list(store, REG_PREFIX, &keys, err);
     if (rc != CT_OK)
         return rc;

@@ -20,6 +20,10 @@
  *                             PROTOCOL.md 2.5) before it signs anything, updated
  *                             with check-and-set by re-bootstraps; its presence
  *                             makes the registration CT_REG_INITIALIZED.
+ *   system/layout             {"v":1,"layout":1,"created_at":<ms>}: the store
+ *                             layout version (CT_STORE_LAYOUT), written
+ *                             create-only by the first ct_register on a store
+ *                             and never deleted (see ct_store_layout_check).
  *   clusters/<fp>/connected   {"v":1,"since":<ms>,"heartbeat":<ms>}: written
  *                             by a bridge while it has a live operational
  *                             session, refreshed every 10 s; a heartbeat
@@ -72,8 +76,10 @@ typedef struct ct_register_options {
  * `store`. `opts` may be NULL for the defaults. On success *out (if `out`
  * is not NULL) is the new registration (free with ct_registration_free).
  *
- * The key material records are written create-only first, the
- * `registered` record last; on any failure every record this call wrote is
+ * The store's layout is checked first (ct_store_layout_check) and, if the
+ * store has no system/layout record yet, one is written (create-only; a
+ * concurrent writer's record is re-checked). The key material records are
+ * written create-only next, the `registered` record last; on any failure every record this call wrote is
  * deleted again, so a failed call leaves nothing behind (best effort: if
  * the store also fails the clean-up, err->message says so).
  *
@@ -84,8 +90,9 @@ typedef struct ct_register_options {
  * transient copies inside wolfSSL's key handling (wiped by it) and the
  * store's own (see the store's documentation).
  *
- * Errors: CT_E_INVALID (bad fingerprint or arguments), CT_E_VERSION,
- * CT_E_CONFLICT (already registered: deregister first), CT_E_CRYPTO,
+ * Errors: CT_E_INVALID (bad fingerprint or arguments), CT_E_VERSION (also:
+ * the store's layout is newer), CT_E_CONFLICT (already registered:
+ * deregister first), CT_E_CRYPTO,
  * CT_E_NOMEM, and the store's errors (CT_E_STORE, CT_E_UNSUPPORTED, ...).
  */
 CT_API ct_err ct_register(ct_ctx *ctx, ct_store *store, const char *fingerprint,
@@ -125,7 +132,8 @@ typedef struct ct_deregister_options {
  * Errors: CT_E_INVALID, CT_E_VERSION, CT_E_NOTFOUND (no registration
  * record; with KEEP_DATA also when only kept data is left), CT_E_CONFLICT
  * (REFUSE and data present: the message gives the count and the options),
- * CT_E_UNSUPPORTED, CT_E_STORE.
+ * CT_E_UNSUPPORTED, CT_E_STORE; CT_E_VERSION also for a newer store layout.
+ * The store's system/layout record is never deleted.
  */
 CT_API ct_err ct_deregister_ex(ct_ctx *ctx, ct_store *store, const char *fingerprint,
                                const ct_deregister_options *opts, size_t *data_records,
@@ -139,6 +147,24 @@ CT_API ct_err ct_deregister_ex(ct_ctx *ctx, ct_store *store, const char *fingerp
 CT_API ct_err ct_deregister(ct_ctx *ctx, ct_store *store, const char *fingerprint,
                             ct_error *err);
 
+/* The store layout this library reads and writes (the key list above). */
+#define CT_STORE_LAYOUT 1
+
+/*
+ * Checks the store's layout record (system/layout). A store without one
+ * (made before the record existed, or never registered to) is accepted, as
+ * is one whose layout is at most CT_STORE_LAYOUT. If `layout` is not NULL
+ * it receives the recorded layout (0: no record).
+ * ct_register, ct_deregister(_ex) and ct_registration_list call this first,
+ * so the bridge's scan and the CLI refuse a store they do not understand.
+ * Errors: CT_E_INVALID, CT_E_VERSION (the store's layout, or the record's
+ * format, is newer than this library: the message says to upgrade),
+ * CT_E_STORE (the record is corrupt: the message names it), and the
+ * store's errors.
+ */
+CT_API ct_err ct_store_layout_check(ct_ctx *ctx, ct_store *store, uint32_t *layout,
+                                    ct_error *err);
+
 /*
  * Reads a registration. *out: free with ct_registration_free.
  * Errors: CT_E_INVALID, CT_E_NOTFOUND (not registered), CT_E_STORE (the
@@ -149,8 +175,10 @@ CT_API ct_err ct_registration_get(ct_ctx *ctx, ct_store *store, const char *fing
 
 /*
  * The fingerprints of every registered cluster (those with a `registered`
- * record), sorted, into a new list (ct_strlist_free).
- * Errors: CT_E_INVALID, CT_E_UNSUPPORTED, CT_E_STORE, CT_E_NOMEM.
+ * record), sorted, into a new list (ct_strlist_free). Checks the store's
+ * layout first (ct_store_layout_check).
+ * Errors: CT_E_INVALID, CT_E_VERSION (newer layout), CT_E_UNSUPPORTED,
+ * CT_E_STORE, CT_E_NOMEM.
  */
 CT_API ct_err ct_registration_list(ct_ctx *ctx, ct_store *store,
                                    ct_strlist **fingerprints, ct_error *err);

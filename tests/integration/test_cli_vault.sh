@@ -109,6 +109,27 @@ assert json.load(sys.stdin)["data"]["keys"] == ["bridge", "ca", "registered"]
 ' || fail "LIST of the cluster folder"
   ok "$flavour: records under cloudtaser/data/clusters/<fp>/{ca,bridge,registered}"
 
+  # the store's layout record, readable as KV data
+  vget "cloudtaser/data/system/layout" | python3 -c '
+import json, sys
+rec = json.load(sys.stdin)["data"]["data"]
+assert rec["v"] == 1 and rec["layout"] == 1 and rec["created_at"] > 1700000000000, rec
+assert sorted(rec) == ["created_at", "layout", "v"], rec
+' || fail "system/layout record in vault"
+  ok "$flavour: cloudtaser/data/system/layout says layout 1"
+  # a store laid out by a newer cloudtaser: status, list and register refuse
+  curl -sS -o /dev/null --cacert "$ca" -H "X-Vault-Token: $TOKEN" -X POST \
+    -d '{"data":{"created_at":1,"layout":2,"v":1}}' "$addr/v1/cloudtaser/data/system/layout"
+  for cmd in "status --fingerprint $FP" "list" "register --fingerprint $FP2"; do
+    # shellcheck disable=SC2086
+    run 1 source $cmd "${V[@]}"
+    grep -q "store layout 2 is newer than this cloudtaser (1): upgrade" "$err" \
+      || fail "$cmd on a newer layout: $(cat "$err")"
+  done
+  curl -sS -o /dev/null --cacert "$ca" -H "X-Vault-Token: $TOKEN" -X POST \
+    -d '{"data":{"created_at":1,"layout":1,"v":1}}' "$addr/v1/cloudtaser/data/system/layout"
+  ok "$flavour: a newer store layout is refused by status, list and register"
+
   run 0 source status --fingerprint "$FP" "${V[@]}"
   grep -q "^$FP  *registered " "$out" || fail "status row"
   run 0 source status --fingerprint "$FP" "${V[@]}" -o json
@@ -170,7 +191,8 @@ assert sorted(x["fingerprint"] for x in d) == sorted(sys.argv[1:]), d
   run 0 source deregister --fingerprint "$FP2" "${V[@]}"
   run 0 source list "${V[@]}" -o json
   [ "$(tr -d '[:space:]' < "$out")" = "[]" ] || fail "empty list json"
-  ok "$flavour: deregister removes every record and version"
+  [ "$(vstatus "cloudtaser/data/system/layout")" = 200 ] || fail "deregister removed system/layout"
+  ok "$flavour: deregister removes every record and version (the layout record stays)"
 
   stop_fake
 done

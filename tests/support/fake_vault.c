@@ -1172,7 +1172,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     answer a;
     const char *lv;
     char eff[16];
-    int list = 0, reset = 0, reset_after = 0;
+    int list = 0, reset = 0, reset_after = 0, hold_after = 0;
     fv_fault f = FV_FAULT_NONE;
     enum MHD_Result ret;
     (void)version;
@@ -1236,6 +1236,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         case FV_FAULT_RESET_AFTER:
             reset_after = 1;
             break;
+        case FV_FAULT_HOLD_AFTER:
+            hold_after = fv->fault_param;
+            break;
         case FV_FAULT_STATUS:
             answer_errors(&a, (unsigned)fv->fault_param, 1,
                           fv->fault_body ? fv->fault_body : "1 error occurred:\n\t* internal "
@@ -1287,6 +1290,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (fv->verbose)
         fprintf(stderr, "fake-vault: %s %s -> %u%s\n", eff, url, reset ? 0 : a.status,
                 reset || reset_after ? " (connection reset)" : "");
+    if (hold_after > 0)
+        wait_ms(fv, hold_after); /* committed; the answer waits (mutex released meanwhile) */
     pthread_mutex_unlock(&fv->mu);
     if (a.login) {
         login_finish(fv, a.login, &a);

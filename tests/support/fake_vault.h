@@ -82,7 +82,10 @@ typedef enum fv_fault {
     FV_FAULT_BIG,         /* 200 with a JSON body of param bytes */
     FV_FAULT_BADJSON,     /* 200 with a truncated JSON body */
     FV_FAULT_REDIRECT,    /* 307 to https://active.vault.example:8200/<same path> */
-    FV_FAULT_HTML         /* `param` status with a text/html proxy page */
+    FV_FAULT_HTML,        /* `param` status with a text/html proxy page */
+    FV_FAULT_HOLD_AFTER   /* execute (commit) the request, then wait param ms
+                           * before answering (a client killed meanwhile never
+                           * hears that its write landed) */
 } fv_fault;
 
 /*

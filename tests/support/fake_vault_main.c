@@ -6,10 +6,15 @@
  *              [--mount M] [--cas-required] [--cert PEM --key PEM] [--verbose]
  *              [--token-prefix TOKEN=PREFIX[,PREFIX]...]...
  *              [--login MOUNT:ROLE:JWT:TOKEN]... [--mount2 M]
+ *              [--hold-after-write PATH:MS]
  *
  * --token-prefix: a token allowed only on paths (after /v1/) starting with
  * one of the prefixes (policy named after the token's first prefix).
  * --login: auth/MOUNT/login with {"role":ROLE,"jwt":JWT} answers TOKEN.
+ * --hold-after-write: the first POST whose path contains PATH is executed
+ * (committed) and its answer then held back for MS milliseconds
+ * (FV_FAULT_HOLD_AFTER); with --verbose the request's line is printed
+ * before the wait, so a test knows the write landed.
  *
  * Prints "listening 127.0.0.1:PORT" on stdout once it serves, then runs
  * until SIGTERM or SIGINT.
@@ -45,11 +50,13 @@ int main(int argc, char **argv)
         {"token-prefix", required_argument, 0, 'P'},
         {"login", required_argument, 0, 'L'},
         {"mount2", required_argument, 0, 'M'},
+        {"hold-after-write", required_argument, 0, 'H'},
         {0, 0, 0, 0},
     };
     const char *toks[16], *nopol[16];
     char *pref[16], *logins[16];
-    int np = 0, nl = 0;
+    int np = 0, nl = 0, hold_ms = 0;
+    char *hold_path = NULL;
     int nt = 0, nn = 0, cas = 0, verbose = 0, c, i;
     fv_options o;
     fake_vault *fv;
@@ -102,6 +109,16 @@ int main(int argc, char **argv)
             if (nl < 16)
                 logins[nl++] = optarg;
             break;
+        case 'H': {
+            char *colon = strrchr(optarg, ':');
+            if (!colon || colon == optarg || (hold_ms = atoi(colon + 1)) <= 0) {
+                fprintf(stderr, "fake-vault: --hold-after-write PATH:MS\n");
+                return 2;
+            }
+            *colon = 0;
+            hold_path = optarg;
+            break;
+        }
         default:
             fprintf(stderr, "usage: fake-vault [--flavour vault|openbao] [--token T]... "
                             "[--token-nopolicy T]... [--mount M] [--cas-required] "
@@ -138,6 +155,8 @@ int main(int argc, char **argv)
             fake_vault_add_login(fv, f[0], f[1], f[2], f[3]);
     }
     fake_vault_set_cas_required(fv, cas);
+    if (hold_path)
+        fake_vault_fault(fv, FV_FAULT_HOLD_AFTER, 1, hold_ms, "POST", hold_path, NULL);
     fake_vault_set_verbose(fv, verbose);
     printf("listening 127.0.0.1:%u\n", (unsigned)fake_vault_port(fv));
     fflush(stdout);

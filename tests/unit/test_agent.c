@@ -192,6 +192,46 @@ START_TEST(bridge_status_for_probes)
 }
 END_TEST
 
+/* The bridge's scan refuses a store laid out by a newer version (or with a
+ * corrupt layout record): the first scan fails, so run returns the error. */
+START_TEST(bridge_refuses_newer_store_layout)
+{
+    static const struct {
+        const char *rec;
+        ct_err code;
+        const char *says;
+    } cases[] = {
+        {"{\"v\":1,\"layout\":2,\"created_at\":1}", CT_E_VERSION,
+         "store layout 2 is newer than this cloudtaser (1): upgrade"},
+        {"{\"v\":1,\"layout\":true,\"created_at\":1}", CT_E_STORE, "system/layout"},
+    };
+    ct_ctx *ctx = ct_test_ctx();
+    ct_beacon_options bo = beacon();
+    size_t i;
+
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ct_bridge_options o = CT_BRIDGE_OPTIONS_INIT;
+        ct_store *st = NULL;
+        ct_bridge *b = NULL;
+        ct_error err;
+
+        ck_ok(ct_store_new_memory(ctx, &st, &err), &err);
+        ck_ok(ct_store_put(st, "system/layout", cases[i].rec, strlen(cases[i].rec),
+                           CT_STORE_CREATE, NULL, &err), &err);
+        o.store = st;
+        o.beacon = &bo;
+        ck_ok(ct_bridge_new(ctx, &o, &b, &err), &err);
+        ck_err(ct_bridge_run(b, &err), cases[i].code, &err);
+        ck_assert_msg(strstr(err.message, cases[i].says), "%s", err.message);
+        ck_assert_int_eq(bridge_status(b).store_ok, 0);
+        ck_assert_uint_eq(bridge_status(b).clusters, 0);
+        ct_bridge_free(b);
+        ct_store_free(st);
+    }
+    ct_ctx_free(ctx);
+}
+END_TEST
+
 struct run_arg {
     ct_operator *op;
     ct_err rc;
@@ -384,6 +424,7 @@ Suite *ct_test_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, bridge_options_checked);
     tcase_add_test(tc, bridge_status_for_probes);
+    tcase_add_test(tc, bridge_refuses_newer_store_layout);
     tcase_add_test(tc, operator_options_checked_and_stops);
     tcase_add_test(tc, harden_disables_core_dumps);
     tcase_add_test(tc, hostport);

@@ -480,6 +480,133 @@ START_TEST(test_invalid)
 }
 END_TEST
 
+/* system/layout: written by the first register, kept by deregister, never a cluster. */
+START_TEST(test_store_layout)
+{
+    struct fx f;
+    ct_error err;
+    ct_strlist *l = NULL;
+    ct_secret *v = NULL;
+    uint64_t ver1 = 0, ver2 = 0;
+    uint32_t layout = 99;
+    json_t *o;
+
+    g_wall_ms = 1764490000123;
+    fx_open(&f, _i, clock_ctx());
+    /* an empty store (or one from before the record existed) is fine */
+    ck_ok(ct_store_layout_check(f.ctx, f.store, &layout, &err), &err);
+    ck_assert_uint_eq(layout, 0);
+    ck_ok(ct_registration_list(f.ctx, f.store, &l, &err), &err);
+    ck_assert_uint_eq(ct_strlist_count(l), 0);
+    ct_strlist_free(l);
+
+    ck_ok(ct_register(f.ctx, f.store, FP1, NULL, NULL, &err), &err);
+    ck_ok(ct_store_get(f.store, "system/layout", &v, &ver1, &err), &err);
+    o = json_loadb((const char *)ct_secret_data(v), ct_secret_len(v), 0, NULL);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "v")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "layout")), CT_STORE_LAYOUT);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "created_at")), 1764490000123);
+    ck_assert_uint_eq(json_object_size(o), 3);
+    json_decref(o);
+    ct_secret_free(v);
+    ck_ok(ct_store_layout_check(f.ctx, f.store, &layout, &err), &err);
+    ck_assert_uint_eq(layout, 1);
+
+    /* later registrations leave it alone */
+    g_wall_ms += 5000;
+    ck_ok(ct_register(f.ctx, f.store, FP2, NULL, NULL, &err), &err);
+    ck_ok(ct_store_get(f.store, "system/layout", &v, &ver2, &err), &err);
+    ct_secret_free(v);
+    ck_assert_uint_eq(ver1, ver2);
+
+    /* system/ is never listed as a cluster, and deregistering keeps it */
+    ck_ok(ct_registration_list(f.ctx, f.store, &l, &err), &err);
+    ck_assert_uint_eq(ct_strlist_count(l), 2);
+    ct_strlist_free(l);
+    ck_ok(ct_deregister(f.ctx, f.store, FP1, &err), &err);
+    ck_ok(ct_deregister(f.ctx, f.store, FP2, &err), &err);
+    ck_assert_uint_eq(count_keys(f.store, "clusters/"), 0);
+    ck_assert_uint_eq(count_keys(f.store, "system/"), 1);
+    ck_ok(ct_registration_list(f.ctx, f.store, &l, &err), &err);
+    ck_assert_uint_eq(ct_strlist_count(l), 0);
+    ct_strlist_free(l);
+
+    /* a store written before the record existed: accepted, and the next
+     * registration adds the record */
+    ck_ok(ct_store_del(f.store, "system/layout", &err), &err);
+    ck_ok(ct_registration_list(f.ctx, f.store, &l, &err), &err);
+    ct_strlist_free(l);
+    ck_ok(ct_register(f.ctx, f.store, FP1, NULL, NULL, &err), &err);
+    ck_ok(ct_store_layout_check(f.ctx, f.store, &layout, &err), &err);
+    ck_assert_uint_eq(layout, 1);
+    /* an equal layout with members added by a later version of the record: fine */
+    {
+        static const char same[] = "{\"v\":1,\"layout\":1,\"created_at\":5,\"note\":\"x\"}";
+        ck_ok(ct_store_put(f.store, "system/layout", same, strlen(same), CT_STORE_ANY, NULL,
+                           &err), &err);
+    }
+    ck_ok(ct_register(f.ctx, f.store, FP2, NULL, NULL, &err), &err);
+    fx_close(&f);
+}
+END_TEST
+
+/* A newer or corrupt layout: register, list, deregister and the check refuse. */
+START_TEST(test_store_layout_refused)
+{
+    static const struct {
+        const char *rec;
+        ct_err code;
+        const char *says;
+    } cases[] = {
+        {"{\"v\":1,\"layout\":2,\"created_at\":1}", CT_E_VERSION,
+         "store layout 2 is newer than this cloudtaser (1): upgrade"},
+        {"{\"v\":1,\"layout\":4294967295,\"created_at\":1}", CT_E_VERSION,
+         "store layout 4294967295 is newer"},
+        {"{\"v\":2,\"layout\":1,\"created_at\":1}", CT_E_VERSION, "upgrade"},
+        {"not json", CT_E_STORE, "'system/layout' is corrupt"},
+        {"", CT_E_STORE, "'system/layout' is corrupt"},
+        {"[1]", CT_E_STORE, "'system/layout' is corrupt"},
+        {"{}", CT_E_STORE, "'system/layout' is corrupt"},
+        {"{\"v\":1,\"layout\":\"1\",\"created_at\":1}", CT_E_STORE, "is corrupt"},
+        {"{\"v\":1,\"layout\":0,\"created_at\":1}", CT_E_STORE, "is corrupt"},
+        {"{\"v\":1,\"layout\":-1,\"created_at\":1}", CT_E_STORE, "is corrupt"},
+        {"{\"v\":1,\"layout\":4294967296,\"created_at\":1}", CT_E_STORE, "is corrupt"},
+        {"{\"v\":1,\"layout\":1}", CT_E_STORE, "is corrupt"},
+        {"{\"v\":0,\"layout\":1,\"created_at\":1}", CT_E_STORE, "is corrupt"},
+        {"{\"v\":1,\"v\":1,\"layout\":1,\"created_at\":1}", CT_E_STORE, "is corrupt"},
+    };
+    struct fx f;
+    ct_error err;
+    ct_strlist *l = NULL;
+    ct_registration *r = NULL;
+    uint32_t layout = 7;
+    size_t i;
+
+    fx_open(&f, _i, NULL);
+    ck_ok(ct_register(f.ctx, f.store, FP1, NULL, NULL, &err), &err);
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_ok(ct_store_put(f.store, "system/layout", cases[i].rec, strlen(cases[i].rec),
+                           CT_STORE_ANY, NULL, &err), &err);
+        ck_err(ct_store_layout_check(f.ctx, f.store, &layout, &err), cases[i].code, &err);
+        ck_assert_msg(strstr(err.message, cases[i].says), "case %zu: %s", i, err.message);
+        ck_assert_uint_eq(layout, 0);
+        ck_err(ct_register(f.ctx, f.store, FP2, NULL, &r, &err), cases[i].code, &err);
+        ck_assert_ptr_null(r);
+        ck_assert_msg(strstr(err.message, cases[i].says), "case %zu: %s", i, err.message);
+        ck_err(ct_registration_list(f.ctx, f.store, &l, &err), cases[i].code, &err);
+        ck_assert_ptr_null(l);
+        ck_err(ct_deregister(f.ctx, f.store, FP1, &err), cases[i].code, &err);
+        /* nothing was written or deleted */
+        ck_assert_uint_eq(count_keys(f.store, "clusters/" FP2 "/"), 0);
+        ck_assert_uint_eq(count_keys(f.store, "clusters/" FP1 "/"), 3);
+    }
+    ck_err(ct_store_layout_check(NULL, f.store, NULL, &err), CT_E_INVALID, &err);
+    ck_err(ct_store_layout_check(f.ctx, NULL, NULL, &err), CT_E_INVALID, &err);
+    fx_close(&f);
+}
+END_TEST
+
 /* A store that forwards to another and fails its Nth put. */
 struct failing {
     ct_store *inner;
@@ -544,11 +671,15 @@ START_TEST(test_rollback)
     ck_assert_ptr_null(r);
     ck_assert_ptr_nonnull(strstr(err.message, "injected"));
     ck_assert_int_eq(fs.puts, at);
-    ck_assert_uint_eq(count_keys(fs.inner, ""), 0);
+    /* nothing of the cluster is left; the layout record (the first put)
+     * stays once written: it describes the store, not the cluster */
+    ck_assert_uint_eq(count_keys(fs.inner, "clusters/"), 0);
+    ck_assert_uint_eq(count_keys(fs.inner, "system/"), at > 1 ? 1 : 0);
     /* The store works again: registering now succeeds. */
     fs.fail_at = 0;
     ck_ok(ct_register(ctx, st, FP1, NULL, NULL, &err), &err);
-    ck_assert_uint_eq(count_keys(fs.inner, ""), 3);
+    ck_assert_uint_eq(count_keys(fs.inner, "clusters/"), 3);
+    ck_assert_uint_eq(count_keys(fs.inner, "system/"), 1);
     ct_store_free(st);
     ct_store_free(fs.inner);
     ct_ctx_free(ctx);
@@ -570,7 +701,9 @@ Suite *ct_test_suite(void)
     tcase_add_loop_test(tc, test_states, 0, 2);
     tcase_add_loop_test(tc, test_corrupt_record, 0, 2);
     tcase_add_loop_test(tc, test_invalid, 0, 2);
-    tcase_add_loop_test(tc, test_rollback, 0, 3);
+    tcase_add_loop_test(tc, test_rollback, 0, 4);
+    tcase_add_loop_test(tc, test_store_layout, 0, 2);
+    tcase_add_loop_test(tc, test_store_layout_refused, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

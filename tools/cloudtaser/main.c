@@ -397,7 +397,9 @@ static int cmd_status(ct_ctx *ctx, ct_store *st, const opts *o)
     ct_registration *r = NULL;
     ct_error err;
     int rc;
-    if (ct_registration_get(ctx, st, o->fingerprint, &r, &err) != CT_OK)
+    /* a store laid out by a newer cloudtaser: say so rather than misread it */
+    if (ct_store_layout_check(ctx, st, NULL, &err) != CT_OK ||
+        ct_registration_get(ctx, st, o->fingerprint, &r, &err) != CT_OK)
         return fail("status", &err);
     if (o->ca_out && (rc = write_ca(ctx, st, o)) != EXIT_OK) {
         ct_registration_free(r);
