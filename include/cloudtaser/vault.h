@@ -172,6 +172,99 @@ typedef struct ct_vault_health {
 CT_API ct_err ct_vault_health_check(ct_ctx *ctx, const ct_vault_options *opts,
                                     ct_vault_health *out, ct_error *err);
 
+/*
+ * ---- KV version 2 beyond the store vtable ----
+ *
+ * These work on a store made by ct_store_new_vault (any other store:
+ * CT_E_INVALID, "not a Vault store") and take the same store keys as
+ * ct_store_* (an invalid key: CT_E_INVALID). Like every Vault store
+ * operation they run the mount check first (see "Mount check" above),
+ * retry as reads do, and are safe to call from several threads at once.
+ */
+
+/*
+ * Reads version `version` of `key` (0: the current version, exactly as
+ * ct_store_get). *value: a new secret the caller frees with
+ * ct_secret_free; *got_version (may be NULL): the version read.
+ * Errors: CT_E_NOTFOUND for a missing key, a version that never existed or
+ * was pruned (max_versions), a soft-deleted version ("version N is
+ * deleted") and a destroyed version ("version N is destroyed"): the same
+ * code ct_store_get gives, told apart by the message; CT_E_INVALID (NULL
+ * store/value, not a Vault store, bad key); and the errors of
+ * ct_store_get.
+ */
+CT_API ct_err ct_vault_kv_get_version(ct_store *s, const char *key, uint64_t version,
+                                      ct_secret **value, uint64_t *got_version, ct_error *err);
+
+/*
+ * Soft-deletes the current version of `key` (DELETE <mount>/data/K): it
+ * stops being readable, its data stays in Vault (an operator can undelete
+ * it with `vault kv undelete`) and the key stays listed. Unlike
+ * ct_store_del this removes neither the history nor the metadata.
+ * CT_OK also when the key is missing or its current version is already
+ * deleted or destroyed (Vault answers the same to both). The token needs
+ * "delete" on <mount>/data/K.
+ * Errors: CT_E_INVALID (not a Vault store, bad key), CT_E_DENIED, and the
+ * other errors of ct_store_del.
+ */
+CT_API ct_err ct_vault_kv_delete_latest(ct_store *s, const char *key, ct_error *err);
+
+/* Most versions one ct_vault_kv_delete_versions call takes. */
+#define CT_VAULT_DELETE_VERSIONS_MAX 1000
+
+/*
+ * Soft-deletes the listed versions of `key` (POST <mount>/delete/K with
+ * {"versions":[...]}). Versions that do not exist, are already deleted or
+ * are destroyed are skipped, as Vault does; a missing key is CT_OK too.
+ * The token needs "update" on <mount>/delete/K.
+ * Errors: CT_E_INVALID (not a Vault store, bad key, n == 0 or more than
+ * CT_VAULT_DELETE_VERSIONS_MAX, NULL versions, a version 0), CT_E_DENIED,
+ * and the other errors of ct_store_del.
+ */
+CT_API ct_err ct_vault_kv_delete_versions(ct_store *s, const char *key,
+                                          const uint64_t *versions, size_t n, ct_error *err);
+
+/* Most versions a ct_vault_kv_meta holds: the newest ones are kept. */
+#define CT_VAULT_META_VERSIONS_MAX 1000
+
+/* One version in a key's metadata. Times are RFC 3339 UTC text as Vault
+ * sends it ("2026-03-14T09:21:47.512093118Z"), "" when unset. */
+typedef struct ct_vault_version_meta {
+    uint64_t version;
+    char created_time[48];
+    /* Set when the version is (or, with delete_version_after, will be)
+     * soft-deleted: a time in the future still reads normally. */
+    char deletion_time[48];
+    int destroyed;
+} ct_vault_version_meta;
+
+/* The metadata of a key (GET <mount>/metadata/K). */
+typedef struct ct_vault_kv_meta {
+    uint64_t current_version;  /* 0: no version yet (metadata written alone) */
+    uint64_t oldest_version;
+    int cas_required;          /* the key's own setting (the mount's is apart) */
+    uint32_t max_versions;     /* 0: the mount's default */
+    char created_time[48];
+    char updated_time[48];
+    size_t nversions;          /* entries in versions[] */
+    int truncated;             /* the key had more than CT_VAULT_META_VERSIONS_MAX */
+    ct_vault_version_meta *versions; /* oldest first */
+} ct_vault_kv_meta;
+
+/*
+ * Reads the metadata of `key`. *out: a new ct_vault_kv_meta the caller
+ * frees with ct_vault_kv_meta_free. The token needs "read" on
+ * <mount>/metadata/K.
+ * Errors: CT_E_NOTFOUND (no such key), CT_E_INVALID (NULL out, not a Vault
+ * store, bad key), CT_E_STORE (a malformed answer), CT_E_NOMEM, and the
+ * errors of ct_store_get.
+ */
+CT_API ct_err ct_vault_kv_metadata(ct_store *s, const char *key, ct_vault_kv_meta **out,
+                                   ct_error *err);
+
+/* Frees a ct_vault_kv_meta (NULL is fine). */
+CT_API void ct_vault_kv_meta_free(ct_vault_kv_meta *m);
+
 #ifdef __cplusplus
 }
 #endif
