@@ -4,7 +4,7 @@
  * vault_json.c holds every piece of JSON handling as pure functions (bytes
  * in, values out; no I/O), so fuzz/fuzz_vault_json.c can drive them: the
  * value encoding, the answers of KV v2 read / write / list / metadata, the
- * error list, sys/health. Every answer is hostile input: bounded, strictly
+ * error list, sys/health, the mount check (sys/internal/ui/mounts). Every answer is hostile input: bounded, strictly
  * typed, never trusted for lengths.
  *
  * Secret hygiene: values travel in ct_secret buffers; jansson's string

@@ -13,6 +13,20 @@
  *     {"ct_b64":"<standard base64>"}.
  * The store's version is the KV version (metadata.version).
  *
+ * Mount check: before the first KV request of a store (of any operation
+ * below, not at ct_store_new_vault, which makes no request), the store asks
+ * GET sys/internal/ui/mounts/<mount>, as the vault CLI's kv preflight does.
+ * KV version 2: remembered for the life of the store. KV version 1 (where
+ * <mount>/data/K would silently be a secret named "data/K"), another
+ * engine, or a mount name that is a path inside a mount: CT_E_STORE with
+ * the fix (`vault kv enable-versioning <mount>`, `vault secrets enable
+ * -path=<mount> -version=2 kv`, the right --vault-mount), asked again on
+ * the next operation, so fixing the mount needs no restart. The endpoint
+ * answering 400/403/404/405 (older servers; policies that grant nothing
+ * under the mount; Vault answers 403 for a missing mount too): the store
+ * proceeds as version 2 without a word and the KV requests tell what is
+ * wrong. Transport errors, sealed, 5xx: that error, asked again next time.
+ *
  * Operations (every request carries the token in X-Vault-Token and, when a
  * namespace is set, X-Vault-Namespace):
  *   get   GET <mount>/data/K. A missing key, and a key whose current version
@@ -39,17 +53,21 @@
  *                  ("check the token and its policy");
  *   CT_E_STORE     sealed (503 "Vault is sealed"), no active node, other
  *                  4xx/5xx answers (Vault's message quoted), malformed or
- *                  unexpected JSON, a KV v1 mount or missing mount;
+ *                  unexpected JSON, a KV v1 mount, another engine or a
+ *                  missing mount (see "Mount check");
  *   CT_E_PROTO     a redirect (a standby with request forwarding off): never
  *                  followed, the message names the target host;
- *   CT_E_TOOBIG    an answer larger than max_response;
+ *   CT_E_TOOBIG    an answer larger than max_response (with or without
+ *                  Content-Length: a chunked or close-delimited body is
+ *                  cut off at the limit, not buffered);
  *   transport      CT_E_RESOLVE, CT_E_REFUSED, CT_E_TIMEOUT, CT_E_CERT,
  *                  CT_E_TLS, CT_E_RESET, CT_E_IO (see below);
  *   CT_E_IO        "outcome unknown": a write whose answer was lost (reset,
  *                  timeout, 502/504) and that a re-read could not prove
  *                  applied or not applied. Such a write may have happened.
  *
- * Retries, with exponential backoff and jitter (Retry-After honoured, up to
+ * Retries, with exponential backoff and jitter (Retry-After honoured, as
+ * seconds or an HTTP date, when it asks for at most 30 s; up to
  * max_retries times): network errors and 5xx answers of reads, lists and
  * deletes; 429 (rate limited) answers of every request, since a refused
  * request was not executed. A sealed Vault is not retried. A write whose
@@ -105,7 +123,9 @@ typedef struct ct_vault_options {
     const char *token_file;
     const char *namespace_path; /* "ns1/ns2" (VAULT_NAMESPACE); NULL: none */
     const char *ca_file;        /* PEM bundle (VAULT_CACERT); NULL: system CAs */
-    const char *ca_path;        /* directory of PEM CAs (VAULT_CAPATH) */
+    /* A directory of PEM CAs under their OpenSSL hash names, as `openssl
+     * rehash` makes them (VAULT_CAPATH); used alone when ca_file is NULL. */
+    const char *ca_path;
     const char *client_cert;    /* PEM file (VAULT_CLIENT_CERT), with client_key */
     const char *client_key;     /* PEM file (VAULT_CLIENT_KEY) */
     const char *mount;          /* the KV v2 mount; NULL: "cloudtaser" */
