@@ -547,8 +547,8 @@ ct_err ctp_vault_parse_kv_meta(const uint8_t *body, size_t len, ct_vault_kv_meta
         goto done;
     }
     n = json_is_object(vs) ? json_object_size(vs) : 0;
-    m = ctp_calloc(1, sizeof *m);
-    if (!m || (n && !(m->versions = ctp_calloc(n, sizeof *m->versions)))) {
+    m = calloc(1, sizeof *m);
+    if (!m || (n && !(m->versions = calloc(n, sizeof *m->versions)))) {
         rc = ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
         goto done;
     }
