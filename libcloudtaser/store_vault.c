@@ -519,7 +519,7 @@ static ct_err judge_mount(const vstore *v, const ctp_vault_mount *m, ct_error *e
     if (m->path[0] && strcmp(m->path, v->mount) != 0)
         return ctp_err(err, CT_E_STORE, 0,
                        "vault at %s: '%s' is not a mount but a path inside the KV mount "
-                       "'%.100s': set --vault-mount (VAULT_MOUNT) to the mount itself",
+                       "'%.100s': set --vault-mount to the mount itself",
                        v->host, v->mount, m->path);
     if (m->kv_version != 2)
         return ctp_err(err, CT_E_STORE, 0,
