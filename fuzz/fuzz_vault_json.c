@@ -1,8 +1,8 @@
 /*
  * fuzz_vault_json.c - every answer of a Vault / OpenBao server is hostile
  * input to the Vault store. The input goes to each answer parser
- * (vault_json.c: KV read as 200 and 404, write, metadata, list, errors,
- * sys/health). Contracts: no over-read or leak (ASan), list entries are
+ * (vault_json.c: KV read as 200 and 404, write, metadata (short and full),
+ * list, errors, sys/health, the mount check). Contracts: no over-read or leak (ASan), list entries are
  * valid key segments, error text is bounded and printable, and a decoded
  * value survives encode -> server re-serialisation -> decode unchanged.
  * The input is also taken as a value: it must round-trip through the write
@@ -81,6 +81,45 @@ static ct_err on_entry(void *arg, const char *name, int is_folder, ct_error *err
     return CT_OK;
 }
 
+/* Full metadata: versions sorted, capped, strings bounded and printable. */
+static void check_meta(const uint8_t *data, size_t size)
+{
+    ct_vault_kv_meta *m = NULL;
+    size_t i;
+    if (ctp_vault_parse_kv_meta(data, size, &m, NULL) != CT_OK) {
+        if (m)
+            abort();
+        return;
+    }
+    if (!m || m->nversions > CT_VAULT_META_VERSIONS_MAX || (m->nversions && !m->versions))
+        abort();
+    if (!printable(m->created_time, sizeof m->created_time - 1) ||
+        !printable(m->updated_time, sizeof m->updated_time - 1))
+        abort();
+    for (i = 0; i < m->nversions; i++) {
+        const ct_vault_version_meta *e = &m->versions[i];
+        if (e->version == 0 || (i && e->version <= m->versions[i - 1].version) ||
+            !printable(e->created_time, sizeof e->created_time - 1) ||
+            !printable(e->deletion_time, sizeof e->deletion_time - 1))
+            abort();
+    }
+    ct_vault_kv_meta_free(m);
+}
+
+/* The mount check: a type, a version of 1 or 2, a path without a trailing '/'. */
+static void check_mount(const uint8_t *data, size_t size)
+{
+    ctp_vault_mount mt;
+    size_t n;
+    if (ctp_vault_parse_mount(data, size, &mt, NULL) != CT_OK)
+        return;
+    n = strlen(mt.path);
+    if (!mt.type[0] || !printable(mt.type, sizeof mt.type - 1) ||
+        !printable(mt.path, sizeof mt.path - 1) || (n && mt.path[n - 1] == '/') ||
+        (mt.kv_version != 1 && mt.kv_version != 2))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ctp_vault_read rd;
@@ -108,6 +147,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ctp_vault_parse_write(data, size, &ver, NULL) == CT_OK && ver == 0)
         abort();
     (void)ctp_vault_parse_metadata(data, size, &ver, &casreq, NULL);
+    check_meta(data, size);
+    check_mount(data, size);
     (void)ctp_vault_parse_list(data, size, on_entry, &entries, NULL);
     if (entries > CTP_VAULT_LIST_MAX)
         abort();

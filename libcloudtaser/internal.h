@@ -71,6 +71,13 @@ ct_err ctp_errno_to_err(int e);
 ct_err ctp_jwks_pems(const ct_jwks *jwks, char ***pems, size_t *n, ct_error *err);
 void ctp_pems_free(char **pems, size_t n);
 
+/*
+ * The `user` pointer of store `s` if it was made with ops whose destroy is
+ * `destroy`, else NULL (also for a NULL store): how a built-in store
+ * (store_vault.c) recognises its own stores in its extra functions.
+ */
+void *ctp_store_user_if(const ct_store *s, void (*destroy)(void *user));
+
 /* Accessors used by wrappers (tls_conn.c) over any conn. */
 const ct_conn_ops *ctp_conn_ops(const ct_conn *c);
 void *ctp_conn_state(const ct_conn *c);

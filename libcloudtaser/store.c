@@ -71,6 +71,11 @@ ct_err ct_store_new(ct_ctx *ctx, const ct_store_ops *ops, void *user, ct_store *
     return CT_OK;
 }
 
+void *ctp_store_user_if(const ct_store *s, void (*destroy)(void *user))
+{
+    return s && destroy && s->ops.destroy == destroy ? s->user : NULL;
+}
+
 static ct_err check_key(const char *key, ct_error *err)
 {
     if (!ct_store_key_valid(key))

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,9 @@ typedef struct vstore {
     char *ns;    /* namespace or NULL */
     ct_secret *token;
     int max_retries, retry_wait_ms;
+    pthread_mutex_t mu; /* guards kv_checked */
+    int mu_init;
+    int kv_checked;     /* the mount check passed (or could not be made) */
 } vstore;
 
 /* ---- configuration ---- */
@@ -52,6 +56,8 @@ static void vstore_free(vstore *v)
     free(v->mount);
     free(v->ns);
     ct_secret_free(v->token);
+    if (v->mu_init)
+        pthread_mutex_destroy(&v->mu);
     free(v);
 }
 
@@ -227,6 +233,11 @@ static ct_err vstore_open(ct_ctx *ctx, const ct_vault_options *o, int need_token
     if (!(v = ctp_calloc(1, sizeof *v)))
         return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
     v->ctx = ctx;
+    if (pthread_mutex_init(&v->mu, NULL) != 0) {
+        free(v);
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "cannot create a mutex");
+    }
+    v->mu_init = 1;
     if ((rc = check_address(o->address, &v->base, &v->host, err)) != CT_OK ||
         (rc = check_mount(o->mount, &v->mount, err)) != CT_OK)
         goto fail;
@@ -377,15 +388,15 @@ static int status_retryable(const ctp_http_response *r, int health)
  * retryable statuses. Returns the last attempt's result; CT_OK means an
  * HTTP answer is in *resp (which may still be an error status).
  */
-static ct_err vcall_retry(vstore *v, const char *method, const char *path, const char *query,
-                          int auth, int health, const char *what, ctp_http_response *resp,
-                          ct_error *err)
+static ct_err vcall_retry_body(vstore *v, const char *method, const char *path,
+                               const char *query, const ct_secret *body, int auth, int health,
+                               const char *what, ctp_http_response *resp, ct_error *err)
 {
     int attempt;
     ct_err rc = CT_OK;
     for (attempt = 0;; attempt++) {
         int wait;
-        rc = vcall(v, method, path, query, NULL, auth, resp, err);
+        rc = vcall(v, method, path, query, body, auth, resp, err);
         if (rc == CT_OK ? !status_retryable(resp, health) : !transport_retryable(rc))
             return rc;
         if (attempt >= v->max_retries)
@@ -398,6 +409,24 @@ static ct_err vcall_retry(vstore *v, const char *method, const char *path, const
         ctp_http_response_clear(resp);
         sleep_ms(wait);
     }
+}
+
+static ct_err vcall_retry(vstore *v, const char *method, const char *path, const char *query,
+                          int auth, int health, const char *what, ctp_http_response *resp,
+                          ct_error *err)
+{
+    return vcall_retry_body(v, method, path, query, NULL, auth, health, what, resp, err);
+}
+
+/* The part of the mount a policy must cover for an operation (messages). */
+static const char *acl_path(const char *op)
+{
+    if (strcmp(op, "list") == 0 || strcmp(op, "delete") == 0 ||
+        strncmp(op, "metadata", 8) == 0)
+        return "metadata/*";
+    if (strcmp(op, "version delete") == 0)
+        return "delete/*";
+    return "data/*";
 }
 
 /*
@@ -421,9 +450,7 @@ static ct_err map_status(const vstore *v, const ctp_http_response *r, const char
                        "vault denied the %s of %s (HTTP 403: %s): check the token (valid, not "
                        "expired or revoked: log in again or set VAULT_TOKEN) and that its "
                        "policy grants %s on %s/%s",
-                       op, sk, txt, caps, v->mount,
-                       strcmp(op, "list") == 0 || strcmp(op, "delete") == 0 ? "metadata/*"
-                                                                           : "data/*");
+                       op, sk, txt, caps, v->mount, acl_path(op));
     if (e.sealed)
         return ctp_err(err, CT_E_STORE, st,
                        "vault at %s is sealed: unseal it (vault operator unseal) and retry",
@@ -477,23 +504,98 @@ static ct_err bad_json(const vstore *v, const char *op, ct_err rc, ct_error *err
     return rc;
 }
 
+/* ---- the mount check ---- */
+
+/* Judges what the server says about the mount: CT_OK for KV version 2. */
+static ct_err judge_mount(const vstore *v, const ctp_vault_mount *m, ct_error *err)
+{
+    int kv = strcmp(m->type, "kv") == 0 || strcmp(m->type, "generic") == 0;
+    if (!kv)
+        return ctp_err(err, CT_E_STORE, 0,
+                       "vault at %s: '%s' is a '%.40s' secrets engine, not KV version 2: "
+                       "point --vault-mount at a KV v2 mount (vault secrets enable "
+                       "-path=<mount> kv-v2)",
+                       v->host, v->mount, m->type);
+    if (m->path[0] && strcmp(m->path, v->mount) != 0)
+        return ctp_err(err, CT_E_STORE, 0,
+                       "vault at %s: '%s' is not a mount but a path inside the KV mount "
+                       "'%.100s': set --vault-mount to the mount itself",
+                       v->host, v->mount, m->path);
+    if (m->kv_version != 2)
+        return ctp_err(err, CT_E_STORE, 0,
+                       "vault at %s: the mount '%s' is KV version 1, but cloudtaser needs "
+                       "version 2 (versions, check-and-set): upgrade it (vault kv "
+                       "enable-versioning %s) or enable a new one (vault secrets enable "
+                       "-path=<mount> -version=2 kv)",
+                       v->host, v->mount, v->mount);
+    return CT_OK;
+}
+
+/*
+ * The vault CLI's kv preflight, once per store before its first KV request:
+ * GET sys/internal/ui/mounts/<mount>. KV version 2: remembered, never asked
+ * again. KV version 1 or another engine: an error (asked again next time,
+ * so fixing the mount needs no restart). A 400/403/404/405 (an older
+ * server without the endpoint, or a policy that does not cover the mount,
+ * for which Vault answers 403 for a missing mount too): remembered as
+ * "proceed as version 2", without a word; the KV requests then tell what is
+ * wrong. Transport errors, a sealed Vault, 5xx: that error, not remembered.
+ */
+static ct_err kv_check(vstore *v, ct_error *err)
+{
+    ctp_http_response r;
+    ctp_vault_mount m;
+    char path[MOUNT_MAX + 32];
+    int done;
+    ct_err rc;
+
+    pthread_mutex_lock(&v->mu);
+    done = v->kv_checked;
+    pthread_mutex_unlock(&v->mu);
+    if (done)
+        return CT_OK;
+    snprintf(path, sizeof path, "sys/internal/ui/mounts/%s", v->mount);
+    rc = vcall_retry(v, "GET", path, NULL, 1, 0, "mount check", &r, err);
+    if (rc != CT_OK)
+        return rc;
+    if (r.status == 200) {
+        rc = ctp_vault_parse_mount(r.body, r.body_len, &m, err);
+        if (rc == CT_OK)
+            rc = judge_mount(v, &m, err);
+    } else if (r.status == 400 || r.status == 403 || r.status == 404 || r.status == 405) {
+        rc = CT_OK;
+    } else {
+        rc = map_status(v, &r, "mount check", v->mount, "read", err);
+    }
+    ctp_http_response_clear(&r);
+    if (rc == CT_OK) {
+        pthread_mutex_lock(&v->mu);
+        v->kv_checked = 1;
+        pthread_mutex_unlock(&v->mu);
+    }
+    return rc;
+}
+
 /* ---- get ---- */
 
 /*
- * Reads a key: CT_OK (value, version), CT_E_NOTFOUND (with rd->version of
- * a deleted current version, 0 if absent), or an error.
+ * Reads version `version` of a key (0: the current one): CT_OK (value,
+ * version), CT_E_NOTFOUND (with rd->version of a deleted version, 0 if
+ * absent), or an error.
  */
-static ct_err vread(vstore *v, const char *key, ctp_vault_read *rd, ct_error *err)
+static ct_err vread(vstore *v, const char *key, uint64_t version, ctp_vault_read *rd,
+                    ct_error *err)
 {
     ctp_http_response r;
     char *path = kv_path(v, "data", key);
-    char sk[CT_STORE_KEY_MAX + 8];
+    char sk[CT_STORE_KEY_MAX + 8], q[40], which[64];
     ct_err rc;
 
     memset(rd, 0, sizeof *rd);
     if (!path)
         return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
-    rc = vcall_retry(v, "GET", path, NULL, 1, 0, "read", &r, err);
+    snprintf(q, sizeof q, "version=%llu", (unsigned long long)version);
+    rc = vcall_retry(v, "GET", path, version ? q : NULL, 1, 0, "read", &r, err);
     free(path);
     if (rc != CT_OK)
         return rc;
@@ -505,10 +607,20 @@ static ct_err vread(vstore *v, const char *key, ctp_vault_read *rd, ct_error *er
         } else {
             (void)ctp_vault_parse_read(r.body, r.body_len, 404, rd, NULL);
             ctp_vault_short_key(key, sk, sizeof sk);
-            rc = ctp_err(err, CT_E_NOTFOUND, 404, "%s: not found in vault%s", sk,
-                         rd->destroyed ? " (its current version is destroyed)"
-                         : rd->deleted ? " (its current version is deleted)"
-                                       : "");
+            if (version)
+                snprintf(which, sizeof which, "version %llu", (unsigned long long)version);
+            else
+                snprintf(which, sizeof which, "its current version");
+            if (rd->destroyed || rd->deleted)
+                rc = ctp_err(err, CT_E_NOTFOUND, 404, "%s: not found in vault (%s is %s)", sk,
+                             which, rd->destroyed ? "destroyed" : "deleted");
+            else if (version)
+                rc = ctp_err(err, CT_E_NOTFOUND, 404,
+                             "%s: not found in vault (no version %llu: never written, or "
+                             "pruned by max_versions, or the key is missing)",
+                             sk, (unsigned long long)version);
+            else
+                rc = ctp_err(err, CT_E_NOTFOUND, 404, "%s: not found in vault", sk);
         }
     } else if (r.status == 200) {
         rc = bad_json(v, "read", ctp_vault_parse_read(r.body, r.body_len, 200, rd, err), err);
@@ -523,8 +635,11 @@ static ct_err vs_get(const char *key, ct_secret **value, uint64_t *version, ct_e
                      void *user)
 {
     ctp_vault_read rd;
-    ct_err rc = vread(user, key, &rd, err);
+    ct_err rc;
     *value = NULL;
+    if ((rc = kv_check(user, err)) != CT_OK)
+        return rc;
+    rc = vread(user, key, 0, &rd, err);
     if (rc != CT_OK) {
         ct_secret_free(rd.value);
         return rc;
@@ -577,7 +692,7 @@ static enum unknown_verdict resolve_unknown(vstore *v, const char *key, const ui
 {
     ctp_vault_read rd;
     ct_error e2;
-    ct_err rc = vread(v, key, &rd, &e2);
+    ct_err rc = vread(v, key, 0, &rd, &e2);
     uint64_t cur;
 
     why_read[0] = '\0';
@@ -636,7 +751,8 @@ static ct_err vs_put(const char *key, const uint8_t *value, size_t len, int64_t 
     ctp_vault_short_key(key, sk, sizeof sk);
     if (!path)
         return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
-    if ((rc = ctp_vault_write_body(value, len, cas, &body, err)) != CT_OK)
+    if ((rc = kv_check(v, err)) != CT_OK ||
+        (rc = ctp_vault_write_body(value, len, cas, &body, err)) != CT_OK)
         goto out;
     for (;;) {
         int unknown = 0, retry = 0;
@@ -776,8 +892,11 @@ static ct_err vs_del(const char *key, ct_error *err, void *user)
     char *path;
     uint64_t cur;
     char sk[CT_STORE_KEY_MAX + 8];
-    ct_err rc = current_version(v, key, &cur, err);
+    ct_err rc = kv_check(v, err);
 
+    if (rc != CT_OK)
+        return rc;
+    rc = current_version(v, key, &cur, err);
     if (rc == CT_E_NOTFOUND) {
         ctp_vault_short_key(key, sk, sizeof sk);
         return ctp_err(err, CT_E_NOTFOUND, 404, "%s: not found in vault", sk);
@@ -889,6 +1008,9 @@ static ct_err vs_list(const char *prefix, ct_strlist *out, ct_error *err, void *
     char dir[CT_STORE_KEY_MAX + 2];
     const char *slash = strrchr(prefix, '/');
     size_t n = slash ? (size_t)(slash - prefix) + 1 : 0, total = 0, i;
+    ct_err rc = kv_check(user, err);
+    if (rc != CT_OK)
+        return rc;
     /* a prefix whose folder part is no valid key path matches nothing */
     for (i = 0; i < n; i++) {
         char c = prefix[i];
@@ -930,6 +1052,167 @@ ct_err ct_store_new_vault(ct_ctx *ctx, const ct_vault_options *opts, ct_store **
         return rc;
     if ((rc = ct_store_new(ctx, &ops, v, out, err)) != CT_OK)
         vstore_free(v);
+    return rc;
+}
+
+/* ---- KV version 2 beyond the vtable (vault.h) ---- */
+
+/* The Vault store behind `s`, with the key checked; NULL and err set if not. */
+static vstore *vault_of(ct_store *s, const char *fn, const char *key, ct_error *err)
+{
+    vstore *v = ctp_store_user_if(s, vs_destroy);
+    if (!v) {
+        ctp_err(err, CT_E_INVALID, 0,
+                s ? "%s: not a Vault store (only a store made by ct_store_new_vault has KV "
+                    "versions)"
+                  : "%s: NULL store",
+                fn);
+        return NULL;
+    }
+    if (!ct_store_key_valid(key)) {
+        ctp_err(err, CT_E_INVALID, 0,
+                "%s: invalid store key (segments of [A-Za-z0-9._-] separated by '/', at most "
+                "%d bytes)",
+                fn, CT_STORE_KEY_MAX);
+        return NULL;
+    }
+    return v;
+}
+
+ct_err ct_vault_kv_get_version(ct_store *s, const char *key, uint64_t version,
+                               ct_secret **value, uint64_t *got_version, ct_error *err)
+{
+    ctp_vault_read rd;
+    vstore *v;
+    ct_err rc;
+
+    if (got_version)
+        *got_version = 0;
+    if (!value)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_vault_kv_get_version: value is NULL");
+    *value = NULL;
+    if (!(v = vault_of(s, "ct_vault_kv_get_version", key, err)))
+        return CT_E_INVALID;
+    if ((rc = kv_check(v, err)) != CT_OK)
+        return rc;
+    rc = vread(v, key, version, &rd, err);
+    if (rc != CT_OK) {
+        ct_secret_free(rd.value);
+        return rc;
+    }
+    *value = rd.value;
+    if (got_version)
+        *got_version = rd.version;
+    return CT_OK;
+}
+
+/* A soft delete (DELETE data/K, or POST delete/K with a body): 204 is done. */
+static ct_err soft_delete(vstore *v, const char *method, const char *kind, const char *key,
+                          const ct_secret *body, const char *op, const char *caps,
+                          ct_error *err)
+{
+    ctp_http_response r;
+    char *path;
+    ct_err rc;
+
+    if ((rc = kv_check(v, err)) != CT_OK)
+        return rc;
+    if (!(path = kv_path(v, kind, key)))
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    /* deleting what is deleted changes nothing: retried like a read */
+    rc = vcall_retry_body(v, method, path, NULL, body, 1, 0, op, &r, err);
+    free(path);
+    if (rc != CT_OK)
+        return rc;
+    if (r.status != 204 && r.status != 200)
+        rc = map_status(v, &r, op, key, caps, err);
+    ctp_http_response_clear(&r);
+    return rc;
+}
+
+ct_err ct_vault_kv_delete_latest(ct_store *s, const char *key, ct_error *err)
+{
+    vstore *v = vault_of(s, "ct_vault_kv_delete_latest", key, err);
+    if (!v)
+        return CT_E_INVALID;
+    return soft_delete(v, "DELETE", "data", key, NULL, "soft delete", "delete", err);
+}
+
+ct_err ct_vault_kv_delete_versions(ct_store *s, const char *key, const uint64_t *versions,
+                                   size_t n, ct_error *err)
+{
+    vstore *v = vault_of(s, "ct_vault_kv_delete_versions", key, err);
+    ct_secret *body = NULL;
+    char *txt;
+    size_t i, off = 0, cap;
+    ct_err rc;
+
+    if (!v)
+        return CT_E_INVALID;
+    if (!versions || n == 0 || n > CT_VAULT_DELETE_VERSIONS_MAX)
+        return ctp_err(err, CT_E_INVALID, 0,
+                       "ct_vault_kv_delete_versions: give 1 to %d versions",
+                       CT_VAULT_DELETE_VERSIONS_MAX);
+    for (i = 0; i < n; i++)
+        if (versions[i] == 0 || versions[i] > (uint64_t)INT64_MAX)
+            return ctp_err(err, CT_E_INVALID, 0,
+                           "ct_vault_kv_delete_versions: version %llu is not a version "
+                           "(versions start at 1)",
+                           (unsigned long long)versions[i]);
+    cap = 16 + n * 21;
+    if (!(txt = malloc(cap)))
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    off = (size_t)snprintf(txt, cap, "{\"versions\":[");
+    for (i = 0; i < n; i++)
+        off += (size_t)snprintf(txt + off, cap - off, "%s%llu", i ? "," : "",
+                                (unsigned long long)versions[i]);
+    off += (size_t)snprintf(txt + off, cap - off, "]}");
+    rc = ct_secret_from(txt, off, &body, err);
+    free(txt);
+    if (rc != CT_OK)
+        return rc;
+    rc = soft_delete(v, "POST", "delete", key, body, "version delete", "update", err);
+    ct_secret_free(body);
+    return rc;
+}
+
+ct_err ct_vault_kv_metadata(ct_store *s, const char *key, ct_vault_kv_meta **out,
+                            ct_error *err)
+{
+    ctp_http_response r;
+    char *path, sk[CT_STORE_KEY_MAX + 8];
+    vstore *v;
+    ct_err rc;
+
+    if (!out)
+        return ctp_err(err, CT_E_INVALID, 0, "ct_vault_kv_metadata: out is NULL");
+    *out = NULL;
+    if (!(v = vault_of(s, "ct_vault_kv_metadata", key, err)))
+        return CT_E_INVALID;
+    if ((rc = kv_check(v, err)) != CT_OK)
+        return rc;
+    if (!(path = kv_path(v, "metadata", key)))
+        return ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+    rc = vcall_retry(v, "GET", path, NULL, 1, 0, "metadata read", &r, err);
+    free(path);
+    if (rc != CT_OK)
+        return rc;
+    if (r.status == 200) {
+        rc = bad_json(v, "metadata read", ctp_vault_parse_kv_meta(r.body, r.body_len, out, err),
+                      err);
+    } else if (r.status == 404) {
+        ctp_vault_errors e;
+        ctp_vault_parse_errors(r.body, r.body_len, &e);
+        if (e.no_route || e.invalid_path) {
+            rc = map_status(v, &r, "metadata read", key, "read", err);
+        } else {
+            ctp_vault_short_key(key, sk, sizeof sk);
+            rc = ctp_err(err, CT_E_NOTFOUND, 404, "%s: not found in vault (no metadata)", sk);
+        }
+    } else {
+        rc = map_status(v, &r, "metadata read", key, "read", err);
+    }
+    ctp_http_response_clear(&r);
     return rc;
 }
 

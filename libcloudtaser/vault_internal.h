@@ -4,7 +4,7 @@
  * vault_json.c holds every piece of JSON handling as pure functions (bytes
  * in, values out; no I/O), so fuzz/fuzz_vault_json.c can drive them: the
  * value encoding, the answers of KV v2 read / write / list / metadata, the
- * error list, sys/health. Every answer is hostile input: bounded, strictly
+ * error list, sys/health, the mount check (sys/internal/ui/mounts). Every answer is hostile input: bounded, strictly
  * typed, never trusted for lengths.
  *
  * Secret hygiene: values travel in ct_secret buffers; jansson's string
@@ -119,6 +119,28 @@ void ctp_vault_parse_errors(const uint8_t *body, size_t len, ctp_vault_errors *o
  */
 ct_err ctp_vault_parse_health(const uint8_t *body, size_t len, long status,
                               ct_vault_health *out, ct_error *err);
+
+/*
+ * The whole answer of GET <mount>/metadata/<key> (200) as a new
+ * ct_vault_kv_meta (versions sorted, the newest CT_VAULT_META_VERSIONS_MAX
+ * kept). Errors: CT_E_STORE (shape), CT_E_NOMEM.
+ */
+ct_err ctp_vault_parse_kv_meta(const uint8_t *body, size_t len, ct_vault_kv_meta **out,
+                               ct_error *err);
+
+/* What GET sys/internal/ui/mounts/<mount> says (the vault CLI's kv preflight). */
+typedef struct ctp_vault_mount {
+    char type[64];   /* the engine: "kv", "generic" (old name of kv), "transit"... */
+    int kv_version;  /* data.options.version "2": 2; anything else: 1 (as the CLI) */
+    char path[300];  /* data.path without the trailing '/'; "" if absent */
+} ctp_vault_mount;
+
+/*
+ * Parses that answer (200). Errors: CT_E_STORE (no data.type string,
+ * options not an object, version or path not strings).
+ */
+ct_err ctp_vault_parse_mount(const uint8_t *body, size_t len, ctp_vault_mount *out,
+                             ct_error *err);
 
 /*
  * A store key for messages: segments longer than 16 characters (such as a

@@ -482,3 +482,174 @@ void ctp_vault_short_key(const char *key, char *out, size_t cap)
     }
     out[o] = '\0';
 }
+
+/* ---- KV metadata, mount check ---- */
+
+static int cmp_version(const void *a, const void *b)
+{
+    uint64_t x = ((const ct_vault_version_meta *)a)->version;
+    uint64_t y = ((const ct_vault_version_meta *)b)->version;
+    return x < y ? -1 : x > y;
+}
+
+/* A decimal version number ("1".."18446744073709551615", no sign or zeros
+ * in front); 0 if it is not one. */
+static uint64_t version_name(const char *s)
+{
+    uint64_t v = 0;
+    size_t i;
+    if (!s[0] || s[0] == '0' || strlen(s) > 20)
+        return 0;
+    for (i = 0; s[i]; i++) {
+        unsigned d;
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return 0;
+        v = v * 10 + d;
+    }
+    return v;
+}
+
+/* An optional string member: NULL when absent or null; -1 if another type. */
+static int opt_string(json_t *o, const char *name, const char **out)
+{
+    json_t *v = json_object_get(o, name);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return -1;
+    *out = json_string_value(v);
+    return 0;
+}
+
+ct_err ctp_vault_parse_kv_meta(const uint8_t *body, size_t len, ct_vault_kv_meta **out,
+                               ct_error *err)
+{
+    json_t *root = load(body, len), *data, *vs, *v, *b;
+    ct_vault_kv_meta *m = NULL;
+    const char *name, *s1, *s2;
+    uint64_t u = 0;
+    size_t n, i = 0;
+    ct_err rc = CT_OK;
+
+    *out = NULL;
+    data = json_object_get(root, "data");
+    if (!json_is_object(data) || get_uint(data, "current_version", 0, &u) != 0) {
+        rc = malformed(err, "no data.current_version in the key's metadata");
+        goto done;
+    }
+    vs = json_object_get(data, "versions");
+    if (vs && !json_is_null(vs) && !json_is_object(vs)) {
+        rc = malformed(err, "data.versions of the key's metadata is not an object");
+        goto done;
+    }
+    n = json_is_object(vs) ? json_object_size(vs) : 0;
+    m = calloc(1, sizeof *m);
+    if (!m || (n && !(m->versions = calloc(n, sizeof *m->versions)))) {
+        rc = ctp_err(err, CT_E_NOMEM, ENOMEM, "out of memory");
+        goto done;
+    }
+    m->current_version = u;
+    if (json_object_get(data, "oldest_version") &&
+        get_uint(data, "oldest_version", 0, &m->oldest_version) != 0) {
+        rc = malformed(err, "data.oldest_version of the key's metadata is not a number");
+        goto done;
+    }
+    u = 0;
+    if (json_object_get(data, "max_versions") &&
+        (get_uint(data, "max_versions", 0, &u) != 0 || u > UINT32_MAX)) {
+        rc = malformed(err, "data.max_versions of the key's metadata is not a number");
+        goto done;
+    }
+    m->max_versions = (uint32_t)u;
+    b = json_object_get(data, "cas_required");
+    if (b && !json_is_boolean(b)) {
+        rc = malformed(err, "data.cas_required of the key's metadata is not a boolean");
+        goto done;
+    }
+    m->cas_required = json_is_true(b);
+    if (opt_string(data, "created_time", &s1) != 0 ||
+        opt_string(data, "updated_time", &s2) != 0) {
+        rc = malformed(err, "a time in the key's metadata is not a string");
+        goto done;
+    }
+    copy_clean(m->created_time, sizeof m->created_time, s1);
+    copy_clean(m->updated_time, sizeof m->updated_time, s2);
+    if (n) {
+        json_object_foreach(vs, name, v)
+        {
+            ct_vault_version_meta *e = &m->versions[i];
+            json_t *d = json_object_get(v, "destroyed");
+            if (!json_is_object(v) || !(e->version = version_name(name)) ||
+                opt_string(v, "created_time", &s1) != 0 ||
+                opt_string(v, "deletion_time", &s2) != 0 || (d && !json_is_boolean(d))) {
+                rc = malformed(err, "an entry of data.versions in the key's metadata");
+                goto done;
+            }
+            copy_clean(e->created_time, sizeof e->created_time, s1);
+            copy_clean(e->deletion_time, sizeof e->deletion_time, s2);
+            e->destroyed = json_is_true(d);
+            i++;
+        }
+        qsort(m->versions, n, sizeof *m->versions, cmp_version);
+        m->nversions = n;
+        if (n > CT_VAULT_META_VERSIONS_MAX) {
+            /* keep the newest */
+            memmove(m->versions, m->versions + (n - CT_VAULT_META_VERSIONS_MAX),
+                    CT_VAULT_META_VERSIONS_MAX * sizeof *m->versions);
+            m->nversions = CT_VAULT_META_VERSIONS_MAX;
+            m->truncated = 1;
+        }
+    }
+done:
+    json_decref(root);
+    if (rc != CT_OK) {
+        ct_vault_kv_meta_free(m);
+        return rc;
+    }
+    *out = m;
+    return CT_OK;
+}
+
+void ct_vault_kv_meta_free(ct_vault_kv_meta *m)
+{
+    if (!m)
+        return;
+    free(m->versions);
+    free(m);
+}
+
+ct_err ctp_vault_parse_mount(const uint8_t *body, size_t len, ctp_vault_mount *out,
+                             ct_error *err)
+{
+    json_t *root = load(body, len), *data, *opts;
+    const char *type = NULL, *path = NULL, *ver = NULL;
+    ct_err rc = CT_OK;
+    size_t n;
+
+    memset(out, 0, sizeof *out);
+    data = json_object_get(root, "data");
+    opts = json_object_get(data, "options");
+    if (!json_is_object(data) || opt_string(data, "type", &type) != 0 || !type || !*type ||
+        opt_string(data, "path", &path) != 0 || (opts && !json_is_null(opts) &&
+                                                 !json_is_object(opts)) ||
+        opt_string(opts, "version", &ver) != 0) {
+        rc = ctp_err(err, CT_E_STORE, 0,
+                     "malformed answer from vault to the mount check "
+                     "(sys/internal/ui/mounts): no data.type, or options not an object");
+        goto done;
+    }
+    copy_clean(out->type, sizeof out->type, type);
+    copy_clean(out->path, sizeof out->path, path);
+    n = strlen(out->path);
+    while (n && out->path[n - 1] == '/')
+        out->path[--n] = '\0';
+    /* as the vault CLI reads it: only "2" is version 2 */
+    out->kv_version = ver && strcmp(ver, "2") == 0 ? 2 : 1;
+done:
+    json_decref(root);
+    return rc;
+}

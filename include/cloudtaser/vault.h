@@ -13,6 +13,20 @@
  *     {"ct_b64":"<standard base64>"}.
  * The store's version is the KV version (metadata.version).
  *
+ * Mount check: before the first KV request of a store (of any operation
+ * below, not at ct_store_new_vault, which makes no request), the store asks
+ * GET sys/internal/ui/mounts/<mount>, as the vault CLI's kv preflight does.
+ * KV version 2: remembered for the life of the store. KV version 1 (where
+ * <mount>/data/K would silently be a secret named "data/K"), another
+ * engine, or a mount name that is a path inside a mount: CT_E_STORE with
+ * the fix (`vault kv enable-versioning <mount>`, `vault secrets enable
+ * -path=<mount> -version=2 kv`, the right --vault-mount), asked again on
+ * the next operation, so fixing the mount needs no restart. The endpoint
+ * answering 400/403/404/405 (older servers; policies that grant nothing
+ * under the mount; Vault answers 403 for a missing mount too): the store
+ * proceeds as version 2 without a word and the KV requests tell what is
+ * wrong. Transport errors, sealed, 5xx: that error, asked again next time.
+ *
  * Operations (every request carries the token in X-Vault-Token and, when a
  * namespace is set, X-Vault-Namespace):
  *   get   GET <mount>/data/K. A missing key, and a key whose current version
@@ -39,17 +53,21 @@
  *                  ("check the token and its policy");
  *   CT_E_STORE     sealed (503 "Vault is sealed"), no active node, other
  *                  4xx/5xx answers (Vault's message quoted), malformed or
- *                  unexpected JSON, a KV v1 mount or missing mount;
+ *                  unexpected JSON, a KV v1 mount, another engine or a
+ *                  missing mount (see "Mount check");
  *   CT_E_PROTO     a redirect (a standby with request forwarding off): never
  *                  followed, the message names the target host;
- *   CT_E_TOOBIG    an answer larger than max_response;
+ *   CT_E_TOOBIG    an answer larger than max_response (with or without
+ *                  Content-Length: a chunked or close-delimited body is
+ *                  cut off at the limit, not buffered);
  *   transport      CT_E_RESOLVE, CT_E_REFUSED, CT_E_TIMEOUT, CT_E_CERT,
  *                  CT_E_TLS, CT_E_RESET, CT_E_IO (see below);
  *   CT_E_IO        "outcome unknown": a write whose answer was lost (reset,
  *                  timeout, 502/504) and that a re-read could not prove
  *                  applied or not applied. Such a write may have happened.
  *
- * Retries, with exponential backoff and jitter (Retry-After honoured, up to
+ * Retries, with exponential backoff and jitter (Retry-After honoured, as
+ * seconds or an HTTP date, when it asks for at most 30 s; up to
  * max_retries times): network errors and 5xx answers of reads, lists and
  * deletes; 429 (rate limited) answers of every request, since a refused
  * request was not executed. A sealed Vault is not retried. A write whose
@@ -105,7 +123,9 @@ typedef struct ct_vault_options {
     const char *token_file;
     const char *namespace_path; /* "ns1/ns2" (VAULT_NAMESPACE); NULL: none */
     const char *ca_file;        /* PEM bundle (VAULT_CACERT); NULL: system CAs */
-    const char *ca_path;        /* directory of PEM CAs (VAULT_CAPATH) */
+    /* A directory of PEM CAs under their OpenSSL hash names, as `openssl
+     * rehash` makes them (VAULT_CAPATH); used alone when ca_file is NULL. */
+    const char *ca_path;
     const char *client_cert;    /* PEM file (VAULT_CLIENT_CERT), with client_key */
     const char *client_key;     /* PEM file (VAULT_CLIENT_KEY) */
     const char *mount;          /* the KV v2 mount; NULL: "cloudtaser" */
@@ -171,6 +191,99 @@ typedef struct ct_vault_health {
  */
 CT_API ct_err ct_vault_health_check(ct_ctx *ctx, const ct_vault_options *opts,
                                     ct_vault_health *out, ct_error *err);
+
+/*
+ * ---- KV version 2 beyond the store vtable ----
+ *
+ * These work on a store made by ct_store_new_vault (any other store:
+ * CT_E_INVALID, "not a Vault store") and take the same store keys as
+ * ct_store_* (an invalid key: CT_E_INVALID). Like every Vault store
+ * operation they run the mount check first (see "Mount check" above),
+ * retry as reads do, and are safe to call from several threads at once.
+ */
+
+/*
+ * Reads version `version` of `key` (0: the current version, exactly as
+ * ct_store_get). *value: a new secret the caller frees with
+ * ct_secret_free; *got_version (may be NULL): the version read.
+ * Errors: CT_E_NOTFOUND for a missing key, a version that never existed or
+ * was pruned (max_versions), a soft-deleted version ("version N is
+ * deleted") and a destroyed version ("version N is destroyed"): the same
+ * code ct_store_get gives, told apart by the message; CT_E_INVALID (NULL
+ * store/value, not a Vault store, bad key); and the errors of
+ * ct_store_get.
+ */
+CT_API ct_err ct_vault_kv_get_version(ct_store *s, const char *key, uint64_t version,
+                                      ct_secret **value, uint64_t *got_version, ct_error *err);
+
+/*
+ * Soft-deletes the current version of `key` (DELETE <mount>/data/K): it
+ * stops being readable, its data stays in Vault (an operator can undelete
+ * it with `vault kv undelete`) and the key stays listed. Unlike
+ * ct_store_del this removes neither the history nor the metadata.
+ * CT_OK also when the key is missing or its current version is already
+ * deleted or destroyed (Vault answers the same to both). The token needs
+ * "delete" on <mount>/data/K.
+ * Errors: CT_E_INVALID (not a Vault store, bad key), CT_E_DENIED, and the
+ * other errors of ct_store_del.
+ */
+CT_API ct_err ct_vault_kv_delete_latest(ct_store *s, const char *key, ct_error *err);
+
+/* Most versions one ct_vault_kv_delete_versions call takes. */
+#define CT_VAULT_DELETE_VERSIONS_MAX 1000
+
+/*
+ * Soft-deletes the listed versions of `key` (POST <mount>/delete/K with
+ * {"versions":[...]}). Versions that do not exist, are already deleted or
+ * are destroyed are skipped, as Vault does; a missing key is CT_OK too.
+ * The token needs "update" on <mount>/delete/K.
+ * Errors: CT_E_INVALID (not a Vault store, bad key, n == 0 or more than
+ * CT_VAULT_DELETE_VERSIONS_MAX, NULL versions, a version 0), CT_E_DENIED,
+ * and the other errors of ct_store_del.
+ */
+CT_API ct_err ct_vault_kv_delete_versions(ct_store *s, const char *key,
+                                          const uint64_t *versions, size_t n, ct_error *err);
+
+/* Most versions a ct_vault_kv_meta holds: the newest ones are kept. */
+#define CT_VAULT_META_VERSIONS_MAX 1000
+
+/* One version in a key's metadata. Times are RFC 3339 UTC text as Vault
+ * sends it ("2026-03-14T09:21:47.512093118Z"), "" when unset. */
+typedef struct ct_vault_version_meta {
+    uint64_t version;
+    char created_time[48];
+    /* Set when the version is (or, with delete_version_after, will be)
+     * soft-deleted: a time in the future still reads normally. */
+    char deletion_time[48];
+    int destroyed;
+} ct_vault_version_meta;
+
+/* The metadata of a key (GET <mount>/metadata/K). */
+typedef struct ct_vault_kv_meta {
+    uint64_t current_version;  /* 0: no version yet (metadata written alone) */
+    uint64_t oldest_version;
+    int cas_required;          /* the key's own setting (the mount's is apart) */
+    uint32_t max_versions;     /* 0: the mount's default */
+    char created_time[48];
+    char updated_time[48];
+    size_t nversions;          /* entries in versions[] */
+    int truncated;             /* the key had more than CT_VAULT_META_VERSIONS_MAX */
+    ct_vault_version_meta *versions; /* oldest first */
+} ct_vault_kv_meta;
+
+/*
+ * Reads the metadata of `key`. *out: a new ct_vault_kv_meta the caller
+ * frees with ct_vault_kv_meta_free. The token needs "read" on
+ * <mount>/metadata/K.
+ * Errors: CT_E_NOTFOUND (no such key), CT_E_INVALID (NULL out, not a Vault
+ * store, bad key), CT_E_STORE (a malformed answer), CT_E_NOMEM, and the
+ * errors of ct_store_get.
+ */
+CT_API ct_err ct_vault_kv_metadata(ct_store *s, const char *key, ct_vault_kv_meta **out,
+                                   ct_error *err);
+
+/* Frees a ct_vault_kv_meta (NULL is fine). */
+CT_API void ct_vault_kv_meta_free(ct_vault_kv_meta *m);
 
 #ifdef __cplusplus
 }

@@ -73,13 +73,17 @@ struct fake_vault {
     fv_token *tokens;
     fv_table_login *table_logins;
     int sealed, standby, cas_required, max_versions, verbose;
+    /* the first mount's engine: type ("kv") and KV version (2); the mount
+     * check endpoint: 0 served, else this status (an older server) */
+    char mount_type[32];
+    int mount_kv_version, preflight_status;
     /* fault */
     fv_fault fault;
     int fault_count, fault_param;
     char fault_method[16], fault_path[256];
     char *fault_body;
     /* observations */
-    unsigned n_all, n_get, n_post, n_put, n_delete, n_list, n_patch, n_head;
+    unsigned n_all, n_get, n_post, n_put, n_delete, n_list, n_patch, n_head, n_preflight;
     char last_ns[256];
     int last_had_token;
     int require_client_cert;
@@ -151,7 +155,11 @@ typedef struct answer {
     const char *ctype; /* NULL: application/json */
     char location[512];
     int retry_after; /* -1: none */
+    char retry_after_text[64]; /* a Retry-After given as text (an HTTP date), or "" */
+    long long stream;  /* FV_FAULT_STREAM: body bytes to stream (-1: endless) */
+    int stream_http10; /* ... close-delimited (HTTP/1.0) instead of chunked */
     struct fv_login *login; /* a Kubernetes login to finish unlocked */
+    fake_vault *fv;
 } answer;
 
 static void answer_json(answer *a, unsigned status, json_t *j)
@@ -772,6 +780,136 @@ static void kv_handle(fake_vault *fv, struct MHD_Connection *c, const char *meth
     json_decref(j);
 }
 
+/* ---- KV version 1 (the first mount, when set so) ---- */
+
+/* KV v1 keeps one value per path, no versions: data/K is a secret named
+ * "data/K". Reads answer {"data":{...}} with the 768h lease KV v1 reports. */
+static void kv1_handle(fake_vault *fv, const char *method, int list, const char *mount,
+                       const char *rest, const char *body, size_t blen, answer *a)
+{
+    fv_key *k;
+    json_t *j;
+    if (list) {
+        kv_list(fv, mount, rest, a);
+        return;
+    }
+    if (!*rest || rest[strlen(rest) - 1] == '/') {
+        answer_errors(a, 405, 1, MSG_UNSUPPORTED);
+        return;
+    }
+    k = find_key(fv, mount, rest);
+    if (strcmp(method, "GET") == 0) {
+        fv_version *v = k ? version_of(k, k->current) : NULL;
+        json_t *env;
+        if (!v || !v->data) {
+            answer_errors(a, 404, 0);
+            return;
+        }
+        env = envelope(fv, sorted_copy(v->data), NULL, "kv");
+        json_object_set_new(env, "lease_duration", json_integer(2764800));
+        answer_json(a, 200, env);
+    } else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
+        j = json_loadb(body ? body : "", blen, 0, NULL);
+        if (!json_is_object(j)) {
+            json_decref(j);
+            answer_errors(a, 400, 1, "error parsing JSON");
+            return;
+        }
+        if (k)
+            remove_key(fv, k);
+        add_version(fv, mount, rest, NULL, j);
+        answer_empty(a, 204);
+    } else if (strcmp(method, "DELETE") == 0) {
+        if (k)
+            remove_key(fv, k);
+        answer_empty(a, 204);
+    } else {
+        answer_errors(a, 405, 1, MSG_UNSUPPORTED);
+    }
+}
+
+/* ---- the mount check (sys/internal/ui/mounts/<path>) ---- */
+
+/*
+ * Vault's pathInternalUIMountRead: the mount holding <path> (longest
+ * prefix), described like sys/mounts plus "path"; 403 with the preflight
+ * message when no mount holds it or the token's policies grant nothing
+ * under it (so it cannot be used to probe for mounts).
+ */
+static void ui_mount(fake_vault *fv, const fv_token *t, const char *p, answer *a)
+{
+    char want[1100], msg[1300];
+    const char *m = NULL;
+    json_t *d, *cfg, *opts;
+    int i, access = t->allow == 1;
+    snprintf(want, sizeof want, "%s%s", p[0] == '/' ? p + 1 : p,
+             *p && p[strlen(p) - 1] == '/' ? "" : "/");
+    snprintf(msg, sizeof msg,
+             "preflight capability check returned 403, please ensure client's policies grant "
+             "access to path \"%s\"",
+             want);
+    for (i = 0; i < 2; i++) {
+        size_t ml;
+        if (!fv->mounts[i])
+            continue;
+        ml = strlen(fv->mounts[i]);
+        if (strncmp(want, fv->mounts[i], ml) == 0 && want[ml] == '/' &&
+            (!m || ml > strlen(m)))
+            m = fv->mounts[i];
+    }
+    if (!m) {
+        answer_errors(a, 403, 1, msg);
+        return;
+    }
+    if (t->allow == 2) {
+        size_t k, ml = strlen(m);
+        for (k = 0; k < t->nprefixes && !access; k++) {
+            const char *pr = t->prefixes[k];
+            access = (strncmp(pr, m, ml) == 0 && pr[ml] == '/') ||
+                     strncmp(m, pr, strlen(pr)) == 0;
+        }
+    }
+    if (!access) {
+        answer_errors(a, 403, 1, msg);
+        return;
+    }
+    d = json_object();
+    cfg = json_object();
+    json_object_set_new(cfg, "default_lease_ttl", json_integer(0));
+    json_object_set_new(cfg, "force_no_cache", json_false());
+    json_object_set_new(cfg, "max_lease_ttl", json_integer(0));
+    opts = json_object();
+    if (m == fv->mounts[0] && fv->mount_kv_version == 1)
+        json_object_set_new(opts, "version", json_string("1"));
+    else
+        json_object_set_new(opts, "version", json_string("2"));
+    json_object_set_new(d, "accessor", json_string(m == fv->mounts[0] ? "kv_4b1d2e7c" : "kv_9a3f06d1"));
+    json_object_set_new(d, "config", cfg);
+    json_object_set_new(d, "description", json_string(""));
+    if (fv->flavour == FV_VAULT)
+        json_object_set_new(d, "external_entropy_access", json_false());
+    json_object_set_new(d, "local", json_false());
+    if (m == fv->mounts[0] && strcmp(fv->mount_type, "kv") != 0)
+        json_object_set_new(d, "options", json_null());
+    else
+        json_object_set_new(d, "options", opts), opts = NULL;
+    json_decref(opts);
+    {
+        char mp[300];
+        snprintf(mp, sizeof mp, "%s/", m);
+        json_object_set_new(d, "path", json_string(mp));
+    }
+    json_object_set_new(d, "plugin_version", json_string(""));
+    json_object_set_new(d, "running_plugin_version",
+                        json_string(fv->flavour == FV_VAULT ? "v0.25.0+builtin"
+                                                            : "v2.6.2+builtin.bao"));
+    json_object_set_new(d, "running_sha256", json_string(""));
+    json_object_set_new(d, "seal_wrap", json_false());
+    json_object_set_new(d, "type", json_string(m == fv->mounts[0] ? fv->mount_type : "kv"));
+    json_object_set_new(d, "uuid", json_string("5c0e1f3a-7b2d-4e96-a8c1-0d3f5b7e9a21"));
+    answer_json(a, 200, envelope(fv, d, NULL, "system"));
+}
+
 /* ---- sys/health ---- */
 
 static void health(fake_vault *fv, struct MHD_Connection *c, answer *a)
@@ -1069,6 +1207,16 @@ static void serve(fake_vault *fv, struct MHD_Connection *c, const char *url, con
         token_self(fv, t, path, method, a);
         return;
     }
+    if (strncmp(path, "sys/internal/ui/mounts/", 23) == 0 && path[23]) {
+        if (fv->preflight_status)
+            answer_errors(a, (unsigned)fv->preflight_status, 1,
+                          "1 error occurred:\n\t* unsupported path\n\n");
+        else if (strcmp(method, "GET") != 0)
+            answer_errors(a, 405, 1, MSG_UNSUPPORTED);
+        else
+            ui_mount(fv, t, path + 23, a);
+        return;
+    }
     if (!t->allow) {
         answer_errors(a, 403, 1, MSG_DENIED);
         return;
@@ -1102,7 +1250,12 @@ static void serve(fake_vault *fv, struct MHD_Connection *c, const char *url, con
         ml = strlen(fv->mounts[i]);
         if (strncmp(path, fv->mounts[i], ml) == 0 && (path[ml] == '/' || path[ml] == 0)) {
             const char *rest = path[ml] ? path + ml + 1 : "";
-            kv_handle(fv, c, method, list, fv->mounts[i], rest, body, blen, a);
+            if (i == 0 && strcmp(fv->mount_type, "kv") != 0)
+                answer_errors(a, 404, 1, "1 error occurred:\n\t* unsupported path\n\n");
+            else if (i == 0 && fv->mount_kv_version == 1)
+                kv1_handle(fv, method, list, fv->mounts[i], rest, body, blen, a);
+            else
+                kv_handle(fv, c, method, list, fv->mounts[i], rest, body, blen, a);
             return;
         }
     }
@@ -1115,7 +1268,8 @@ static void serve(fake_vault *fv, struct MHD_Connection *c, const char *url, con
 
 static int fault_matches(fake_vault *fv, const char *method, const char *url)
 {
-    if (fv->fault == FV_FAULT_NONE || fv->fault_count == 0 || strcmp(url, "/v1/sys/health") == 0)
+    if (fv->fault == FV_FAULT_NONE || fv->fault_count == 0 ||
+        strcmp(url, "/v1/sys/health") == 0 || strncmp(url, "/v1/sys/internal/ui/mounts/", 27) == 0)
         return 0;
     if (fv->fault_method[0] && strcmp(fv->fault_method, method) != 0)
         return 0;
@@ -1126,19 +1280,54 @@ static int fault_matches(fake_vault *fv, const char *method, const char *url)
     return 1;
 }
 
+/* A body of unknown length: '[' then 'A's, `left` bytes (-1: endless). */
+typedef struct stream_state {
+    fake_vault *fv;
+    long long left;
+} stream_state;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    stream_state *st = cls;
+    size_t n = max > 16384 ? 16384 : max;
+    if (st->fv->stopping || st->left == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (st->left > 0 && (long long)n > st->left)
+        n = (size_t)st->left;
+    memset(buf, 'A', n);
+    if (pos == 0)
+        buf[0] = '[';
+    if (st->left > 0)
+        st->left -= (long long)n;
+    return (ssize_t)n;
+}
+
 static enum MHD_Result queue(struct MHD_Connection *c, answer *a)
 {
     struct MHD_Response *r;
     enum MHD_Result ret;
-    r = MHD_create_response_from_buffer(a->len, a->body ? a->body : (void *)"",
-                                        MHD_RESPMEM_MUST_COPY);
+    if (a->stream) {
+        stream_state *st = malloc(sizeof *st);
+        if (!st)
+            return MHD_NO;
+        st->fv = a->fv;
+        st->left = a->stream;
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, free);
+        if (r && a->stream_http10)
+            MHD_set_response_options(r, MHD_RF_HTTP_1_0_SERVER, MHD_RO_END);
+    } else {
+        r = MHD_create_response_from_buffer(a->len, a->body ? a->body : (void *)"",
+                                            MHD_RESPMEM_MUST_COPY);
+    }
     if (!r)
         return MHD_NO;
     MHD_add_response_header(r, "Cache-Control", "no-store");
     MHD_add_response_header(r, "Content-Type", a->ctype ? a->ctype : "application/json");
     if (a->location[0])
         MHD_add_response_header(r, "Location", a->location);
-    if (a->retry_after >= 0) {
+    if (a->retry_after_text[0]) {
+        MHD_add_response_header(r, "Retry-After", a->retry_after_text);
+    } else if (a->retry_after >= 0) {
         char ra[16];
         snprintf(ra, sizeof ra, "%d", a->retry_after);
         MHD_add_response_header(r, "Retry-After", ra);
@@ -1202,6 +1391,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 
     memset(&a, 0, sizeof a);
     a.retry_after = -1;
+    a.fv = fv;
     snprintf(eff, sizeof eff, "%s", method);
     if ((lv = arg(c, "list")) != NULL) {
         int b = go_bool(lv);
@@ -1223,7 +1413,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         list = 1;
 
     pthread_mutex_lock(&fv->mu);
-    count(fv, eff);
+    if (strncmp(url, "/v1/sys/internal/ui/mounts/", 27) == 0)
+        fv->n_preflight++; /* counted apart, never faulted (like sys/health) */
+    else
+        count(fv, eff);
     if (fault_matches(fv, eff, url)) {
         f = fv->fault;
         switch (f) {
@@ -1245,10 +1438,26 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                                                             "error\n\n");
             break;
         case FV_FAULT_429:
+        case FV_FAULT_429_DATE:
             answer_errors(&a, 429, 1,
                           "1 error occurred:\n\t* request path \"cloudtaser/data\": rate limit "
                           "quota exceeded\n\n");
-            a.retry_after = fv->fault_param;
+            if (f == FV_FAULT_429) {
+                a.retry_after = fv->fault_param;
+            } else {
+                /* an IMF-fixdate, as RFC 9110 prefers */
+                time_t when = time(NULL) + fv->fault_param;
+                struct tm tm;
+                gmtime_r(&when, &tm);
+                strftime(a.retry_after_text, sizeof a.retry_after_text,
+                         "%a, %d %b %Y %H:%M:%S GMT", &tm);
+            }
+            break;
+        case FV_FAULT_STREAM:
+        case FV_FAULT_STREAM_CLOSE:
+            a.status = 200;
+            a.stream = fv->fault_param > 0 ? fv->fault_param : -1;
+            a.stream_http10 = f == FV_FAULT_STREAM_CLOSE;
             break;
         case FV_FAULT_BIG: {
             size_t n = fv->fault_param > 64 ? (size_t)fv->fault_param : 64;
@@ -1394,6 +1603,8 @@ fake_vault *fake_vault_start(const fv_options *o)
     fv->mounts[0] = strdup(o->mount ? o->mount : "cloudtaser");
     fv->mounts[1] = o->mount2 ? strdup(o->mount2) : NULL;
     fv->require_client_cert = ca != NULL;
+    snprintf(fv->mount_type, sizeof fv->mount_type, "kv");
+    fv->mount_kv_version = 2;
     pthread_mutex_init(&fv->mu, NULL);
     pthread_cond_init(&fv->cv, NULL);
     memset(&sin, 0, sizeof sin);
@@ -1577,6 +1788,21 @@ void fake_vault_set_standby(fake_vault *fv, int mode)
     pthread_mutex_unlock(&fv->mu);
 }
 
+void fake_vault_set_mount_engine(fake_vault *fv, const char *type, int kv_version)
+{
+    pthread_mutex_lock(&fv->mu);
+    snprintf(fv->mount_type, sizeof fv->mount_type, "%s", type ? type : "kv");
+    fv->mount_kv_version = kv_version == 1 ? 1 : 2;
+    pthread_mutex_unlock(&fv->mu);
+}
+
+void fake_vault_set_preflight(fake_vault *fv, int status)
+{
+    pthread_mutex_lock(&fv->mu);
+    fv->preflight_status = status;
+    pthread_mutex_unlock(&fv->mu);
+}
+
 void fake_vault_set_cas_required(fake_vault *fv, int on)
 {
     pthread_mutex_lock(&fv->mu);
@@ -1623,6 +1849,8 @@ unsigned fake_vault_count(fake_vault *fv, const char *m)
         n = fv->n_patch;
     else if (strcmp(m, "HEAD") == 0)
         n = fv->n_head;
+    else if (strcmp(m, "PREFLIGHT") == 0)
+        n = fv->n_preflight;
     else
         n = 0;
     pthread_mutex_unlock(&fv->mu);
@@ -1633,7 +1861,7 @@ void fake_vault_reset_counts(fake_vault *fv)
 {
     pthread_mutex_lock(&fv->mu);
     fv->n_all = fv->n_get = fv->n_post = fv->n_put = fv->n_delete = fv->n_list = fv->n_patch =
-        fv->n_head = 0;
+        fv->n_head = fv->n_preflight = 0;
     pthread_mutex_unlock(&fv->mu);
 }
 

@@ -69,6 +69,16 @@ void fake_vault_add_login(fake_vault *fv, const char *mount, const char *role, c
 void fake_vault_set_sealed(fake_vault *fv, int sealed);
 /* 0 active, 1 standby (health 429), 2 performance standby (health 473). */
 void fake_vault_set_standby(fake_vault *fv, int mode);
+/*
+ * The engine at the first mount: type "kv" (NULL too) with kv_version 2
+ * (default) or 1 (KV version 1: data/K is a plain secret of that name,
+ * writes answer 204), or another type ("transit": every path under the
+ * mount is 404 unsupported path). sys/internal/ui/mounts/<path> reports it.
+ */
+void fake_vault_set_mount_engine(fake_vault *fv, const char *type, int kv_version);
+/* 0: sys/internal/ui/mounts/<path> is served (default); else it answers
+ * this status with "unsupported path", as a server without it. */
+void fake_vault_set_preflight(fake_vault *fv, int status);
 /* The mount's config cas_required. */
 void fake_vault_set_cas_required(fake_vault *fv, int on);
 
@@ -83,9 +93,12 @@ typedef enum fv_fault {
     FV_FAULT_BADJSON,     /* 200 with a truncated JSON body */
     FV_FAULT_REDIRECT,    /* 307 to https://active.vault.example:8200/<same path> */
     FV_FAULT_HTML,        /* `param` status with a text/html proxy page */
-    FV_FAULT_HOLD_AFTER   /* execute (commit) the request, then wait param ms
+    FV_FAULT_HOLD_AFTER,  /* execute (commit) the request, then wait param ms
                            * before answering (a client killed meanwhile never
                            * hears that its write landed) */
+    FV_FAULT_429_DATE,    /* 429 with Retry-After as an HTTP date `param` s from now */
+    FV_FAULT_STREAM,      /* 200, chunked body of param bytes (<= 0: endless) */
+    FV_FAULT_STREAM_CLOSE /* the same, HTTP/1.0 close-delimited (no Content-Length) */
 } fv_fault;
 
 /*
@@ -98,7 +111,9 @@ void fake_vault_fault(fake_vault *fv, fv_fault f, int count, int param, const ch
 void fake_vault_clear_fault(fake_vault *fv);
 
 /* Requests seen (complete requests, faulted ones included), by method
- * (NULL: all). "LIST" counts GET ?list=true too. */
+ * (NULL: all). "LIST" counts GET ?list=true too. The mount check
+ * (sys/internal/ui/mounts/..., never faulted) is counted only as
+ * "PREFLIGHT". */
 unsigned fake_vault_count(fake_vault *fv, const char *method);
 void fake_vault_reset_counts(fake_vault *fv);
 /* The X-Vault-Namespace of the last request ("" if none); copied into buf. */

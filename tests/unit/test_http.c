@@ -275,6 +275,21 @@ START_TEST(answers)
     ctp_http_response_clear(&r);
     fake_vault_fault(fv, FV_FAULT_BIG, 1, 4097, NULL, NULL, NULL);
     ck_err(req(h, fv, "GET", "/v1/x", NULL, NULL, &r, &err), CT_E_TOOBIG, &err);
+    /* no Content-Length (chunked, or HTTP/1.0 close-delimited): counted as it
+     * arrives, an endless body is cut off at the limit */
+    fake_vault_fault(fv, FV_FAULT_STREAM, 1, 0, NULL, NULL, NULL);
+    ck_err(req(h, fv, "GET", "/v1/x", NULL, NULL, &r, &err), CT_E_TOOBIG, &err);
+    ck_assert_ptr_null(r.body);
+    fake_vault_fault(fv, FV_FAULT_STREAM_CLOSE, 1, 0, NULL, NULL, NULL);
+    ck_err(req(h, fv, "GET", "/v1/x", NULL, NULL, &r, &err), CT_E_TOOBIG, &err);
+    fake_vault_fault(fv, FV_FAULT_STREAM, 1, 4096, NULL, NULL, NULL);
+    ck_ok(req(h, fv, "GET", "/v1/x", NULL, NULL, &r, &err), &err);
+    ck_assert_uint_eq(r.body_len, 4096);
+    ctp_http_response_clear(&r);
+    fake_vault_fault(fv, FV_FAULT_STREAM_CLOSE, 1, 4096, NULL, NULL, NULL);
+    ck_ok(req(h, fv, "GET", "/v1/x", NULL, NULL, &r, &err), &err);
+    ck_assert_uint_eq(r.body_len, 4096);
+    ctp_http_response_clear(&r);
     /* a per-request limit overrides the client's */
     memset(&rq, 0, sizeof rq);
     snprintf(url, sizeof url, "%s/v1/x", fake_vault_addr(fv));
@@ -288,6 +303,21 @@ START_TEST(answers)
     ck_ok(req(h, fv, "GET", "/v1/cloudtaser/data/x", NULL, NULL, &r, &err), &err);
     ck_assert_int_eq(r.status, 429);
     ck_assert_int_eq(r.retry_after_ms, 7000);
+    ctp_http_response_clear(&r);
+    /* Retry-After as an HTTP date: the time left, whole seconds; a date in
+     * the past is 0; a day is the most */
+    fake_vault_fault(fv, FV_FAULT_429_DATE, 1, 7, NULL, NULL, NULL);
+    ck_ok(req(h, fv, "GET", "/v1/cloudtaser/data/x", NULL, NULL, &r, &err), &err);
+    ck_assert_int_ge(r.retry_after_ms, 5000);
+    ck_assert_int_le(r.retry_after_ms, 7000);
+    ctp_http_response_clear(&r);
+    fake_vault_fault(fv, FV_FAULT_429_DATE, 1, -30, NULL, NULL, NULL);
+    ck_ok(req(h, fv, "GET", "/v1/cloudtaser/data/x", NULL, NULL, &r, &err), &err);
+    ck_assert_int_eq(r.retry_after_ms, 0);
+    ctp_http_response_clear(&r);
+    fake_vault_fault(fv, FV_FAULT_429_DATE, 1, 3 * 86400, NULL, NULL, NULL);
+    ck_ok(req(h, fv, "GET", "/v1/cloudtaser/data/x", NULL, NULL, &r, &err), &err);
+    ck_assert_int_eq(r.retry_after_ms, 86400 * 1000LL);
     ctp_http_response_clear(&r);
     ck_ok(req(h, fv, "GET", "/v1/cloudtaser/data/x", NULL, NULL, &r, &err), &err);
     ck_assert_int_eq(r.status, 404);

@@ -1127,6 +1127,378 @@ START_TEST(namespace_and_health)
 }
 END_TEST
 
+/* ---- KV versions, soft delete, metadata (vault.h beyond the vtable) ---- */
+
+static void expect_version(ct_store *s, const char *key, uint64_t ver, const char *val,
+                           uint64_t want_ver)
+{
+    ct_secret *v = NULL;
+    uint64_t got = 0;
+    ct_error err;
+    ck_ok(ct_vault_kv_get_version(s, key, ver, &v, &got, &err), &err);
+    ck_assert_uint_eq(ct_secret_len(v), strlen(val));
+    ck_assert(memcmp(ct_secret_data(v), val, strlen(val)) == 0);
+    ck_assert_uint_eq(got, want_ver);
+    ct_secret_free(v);
+}
+
+START_TEST(kv_versions_delete_metadata)
+{
+    int fl;
+    for (fl = 0; fl < 2; fl++) {
+        world w;
+        ct_secret *v = NULL;
+        ct_vault_kv_meta *m = NULL;
+        ct_store *mem = NULL;
+        ct_error err;
+        uint64_t one = 1, vs[2] = {2, 0}, got = 7;
+        world_start(&w, fl ? FV_OPENBAO : FV_VAULT, NULL);
+        world_open(&w);
+        put_ok(w.s, "app/k", "one", CT_STORE_CREATE, 1);
+        put_ok(w.s, "app/k", "two", 1, 2);
+        put_ok(w.s, "app/k", "three", 2, 3);
+        /* a given version, and 0 = the current one */
+        expect_version(w.s, "app/k", 1, "one", 1);
+        expect_version(w.s, "app/k", 2, "two", 2);
+        expect_version(w.s, "app/k", 0, "three", 3);
+        /* a version that never existed; a missing key */
+        ck_err(ct_vault_kv_get_version(w.s, "app/k", 9, &v, &got, &err), CT_E_NOTFOUND, &err);
+        ck_assert_ptr_null(v);
+        ck_assert_uint_eq(got, 0);
+        ck_msg_has(err, "no version 9");
+        ck_err(ct_vault_kv_get_version(w.s, "app/none", 0, &v, NULL, &err), CT_E_NOTFOUND,
+               &err);
+        /* soft-delete version 1: not readable, "deleted"; the others are */
+        ck_ok(ct_vault_kv_delete_versions(w.s, "app/k", &one, 1, &err), &err);
+        ck_err(ct_vault_kv_get_version(w.s, "app/k", 1, &v, NULL, &err), CT_E_NOTFOUND, &err);
+        ck_msg_has(err, "version 1 is deleted");
+        expect_version(w.s, "app/k", 2, "two", 2);
+        /* deleting it again, or a version that does not exist: fine, as Vault */
+        vs[1] = 42;
+        vs[0] = 1;
+        ck_ok(ct_vault_kv_delete_versions(w.s, "app/k", vs, 2, &err), &err);
+        /* destroyed by another tool: "destroyed", both through get and get_version */
+        fake_vault_destroy_current(w.fv, NULL, "app/k");
+        ck_err(ct_vault_kv_get_version(w.s, "app/k", 3, &v, NULL, &err), CT_E_NOTFOUND, &err);
+        ck_msg_has(err, "version 3 is destroyed");
+        ck_err(ct_store_get(w.s, "app/k", &v, NULL, &err), CT_E_NOTFOUND, &err);
+        ck_msg_has(err, "destroyed");
+        /* soft-delete the latest: history and metadata stay */
+        put_ok(w.s, "app/k", "four", 3, 4);
+        ck_ok(ct_vault_kv_delete_latest(w.s, "app/k", &err), &err);
+        ck_err(ct_store_get(w.s, "app/k", &v, NULL, &err), CT_E_NOTFOUND, &err);
+        ck_msg_has(err, "current version is deleted");
+        ck_err(ct_vault_kv_get_version(w.s, "app/k", 0, &v, NULL, &err), CT_E_NOTFOUND, &err);
+        ck_msg_has(err, "deleted");
+        expect_version(w.s, "app/k", 2, "two", 2);
+        ck_ok(ct_vault_kv_delete_latest(w.s, "app/k", &err), &err); /* again: no-op */
+        ck_ok(ct_vault_kv_delete_latest(w.s, "app/none", &err), &err);
+        ck_ok(ct_vault_kv_delete_versions(w.s, "app/none", &one, 1, &err), &err);
+        /* metadata */
+        ck_ok(ct_vault_kv_metadata(w.s, "app/k", &m, &err), &err);
+        ck_assert_uint_eq(m->current_version, 4);
+        ck_assert_uint_eq(m->oldest_version, 1);
+        ck_assert_int_eq(m->cas_required, 0);
+        ck_assert_int_eq(m->truncated, 0);
+        ck_assert_uint_eq(m->nversions, 4);
+        ck_assert_uint_eq(strlen(m->created_time), 30);
+        ck_assert(m->updated_time[0] != '\0');
+        ck_assert_uint_eq(m->versions[0].version, 1);
+        ck_assert(m->versions[0].deletion_time[0] != '\0');
+        ck_assert_int_eq(m->versions[0].destroyed, 0);
+        ck_assert_uint_eq(m->versions[1].version, 2);
+        ck_assert_str_eq(m->versions[1].deletion_time, "");
+        ck_assert_int_eq(m->versions[2].destroyed, 1);
+        ck_assert(m->versions[3].deletion_time[0] != '\0');
+        ck_assert(m->versions[3].created_time[0] != '\0');
+        ct_vault_kv_meta_free(m);
+        m = NULL;
+        ck_err(ct_vault_kv_metadata(w.s, "app/none", &m, &err), CT_E_NOTFOUND, &err);
+        ck_assert_ptr_null(m);
+        /* the store's del still removes everything */
+        ck_ok(ct_store_del(w.s, "app/k", &err), &err);
+        ck_err(ct_vault_kv_get_version(w.s, "app/k", 2, &v, NULL, &err), CT_E_NOTFOUND, &err);
+        ck_err(ct_vault_kv_metadata(w.s, "app/k", &m, &err), CT_E_NOTFOUND, &err);
+        /* the requests Vault documents */
+        fake_vault_reset_counts(w.fv);
+        ck_ok(ct_vault_kv_delete_latest(w.s, "x", &err), &err);
+        ck_assert_uint_eq(fake_vault_count(w.fv, "DELETE"), 1);
+        ck_ok(ct_vault_kv_delete_versions(w.s, "x", &one, 1, &err), &err);
+        ck_assert_uint_eq(fake_vault_count(w.fv, "POST"), 1);
+        ck_assert_uint_eq(fake_vault_count(w.fv, NULL), 2);
+
+        /* refusals */
+        ck_ok(ct_store_new_memory(w.ctx, &mem, &err), &err);
+        ck_err(ct_vault_kv_get_version(mem, "k", 1, &v, NULL, &err), CT_E_INVALID, &err);
+        ck_msg_has(err, "not a Vault store");
+        ck_err(ct_vault_kv_delete_latest(mem, "k", &err), CT_E_INVALID, &err);
+        ck_err(ct_vault_kv_delete_versions(mem, "k", &one, 1, &err), CT_E_INVALID, &err);
+        ck_err(ct_vault_kv_metadata(mem, "k", &m, &err), CT_E_INVALID, &err);
+        ck_msg_has(err, "not a Vault store");
+        ct_store_free(mem);
+        ck_err(ct_vault_kv_metadata(NULL, "k", &m, &err), CT_E_INVALID, &err);
+        ck_err(ct_vault_kv_get_version(w.s, "../k", 1, &v, NULL, &err), CT_E_INVALID, &err);
+        ck_err(ct_vault_kv_get_version(w.s, "k", 1, NULL, NULL, &err), CT_E_INVALID, &err);
+        ck_err(ct_vault_kv_delete_versions(w.s, "k", &one, 0, &err), CT_E_INVALID, &err);
+        ck_err(ct_vault_kv_delete_versions(w.s, "k", NULL, 1, &err), CT_E_INVALID, &err);
+        vs[0] = 0;
+        ck_err(ct_vault_kv_delete_versions(w.s, "k", vs, 1, &err), CT_E_INVALID, &err);
+        ck_err(ct_vault_kv_delete_latest(w.s, "a//b", &err), CT_E_INVALID, &err);
+        ck_err(ct_vault_kv_metadata(w.s, "k", NULL, &err), CT_E_INVALID, &err);
+
+        /* a token without rights: denied, with the path its policy lacks */
+        put_ok(w.s, "p", "v", CT_STORE_CREATE, 1);
+        w.o.token = WEAK;
+        world_open(&w);
+        ck_err(ct_vault_kv_get_version(w.s, "p", 1, &v, NULL, &err), CT_E_DENIED, &err);
+        ck_msg_has(err, "data/*");
+        ck_err(ct_vault_kv_delete_latest(w.s, "p", &err), CT_E_DENIED, &err);
+        ck_err(ct_vault_kv_delete_versions(w.s, "p", &one, 1, &err), CT_E_DENIED, &err);
+        ck_msg_has(err, "delete/*");
+        ck_err(ct_vault_kv_metadata(w.s, "p", &m, &err), CT_E_DENIED, &err);
+        ck_msg_has(err, "metadata/*");
+        /* sealed: the store error, not retried */
+        w.o.token = TOKEN;
+        world_open(&w);
+        fake_vault_set_sealed(w.fv, 1);
+        ck_err(ct_vault_kv_metadata(w.s, "p", &m, &err), CT_E_STORE, &err);
+        ck_msg_has(err, "sealed");
+        ck_err(ct_vault_kv_delete_latest(w.s, "p", &err), CT_E_STORE, &err);
+        fake_vault_set_sealed(w.fv, 0);
+        /* server errors on the soft delete are retried (it is idempotent) */
+        ck_ok(ct_vault_kv_metadata(w.s, "p", &m, &err), &err);
+        ct_vault_kv_meta_free(m);
+        fake_vault_fault(w.fv, FV_FAULT_STATUS, 1, 500, "DELETE", NULL, NULL);
+        fake_vault_reset_counts(w.fv);
+        ck_ok(ct_vault_kv_delete_latest(w.s, "p", &err), &err);
+        ck_assert_uint_eq(fake_vault_count(w.fv, "DELETE"), 2);
+        /* a malformed metadata answer */
+        fake_vault_fault(w.fv, FV_FAULT_BADJSON, 1, 0, "GET", NULL, NULL);
+        ck_err(ct_vault_kv_metadata(w.s, "p", &m, &err), CT_E_STORE, &err);
+        ck_assert_ptr_null(m);
+        world_stop(&w);
+    }
+}
+END_TEST
+
+/* ---- the mount check (KV v1, another engine, a path inside a mount) ---- */
+
+START_TEST(mount_check)
+{
+    int fl;
+    for (fl = 0; fl < 2; fl++) {
+        world w;
+        ct_secret *v = NULL;
+        ct_strlist *l = NULL;
+        ct_error err;
+        static const char *const other[] = {"other/"};
+        static const char *const datap[] = {"cloudtaser/data/"};
+        world_start(&w, fl ? FV_OPENBAO : FV_VAULT, NULL);
+        /* once per store, before the first request */
+        world_open(&w);
+        ck_assert_uint_eq(fake_vault_count(w.fv, "PREFLIGHT"), 0);
+        put_ok(w.s, "k", "v", CT_STORE_CREATE, 1);
+        expect_value(w.s, "k", "v", 1, 1);
+        ck_assert_uint_eq(fake_vault_count(w.fv, "PREFLIGHT"), 1);
+
+        /* KV version 1: refused before anything is written, with the fix */
+        fake_vault_set_mount_engine(w.fv, "kv", 1);
+        world_open(&w);
+        fake_vault_reset_counts(w.fv);
+        ck_err(ct_store_put(w.s, "k2", "v", 1, CT_STORE_CREATE, NULL, &err), CT_E_STORE, &err);
+        ck_msg_has(err, "KV version 1");
+        ck_msg_has(err, "vault kv enable-versioning cloudtaser");
+        ck_assert_uint_eq(fake_vault_count(w.fv, NULL), 0);
+        ck_err(ct_store_list(w.s, "", &l, &err), CT_E_STORE, &err);
+        ck_assert_uint_eq(fake_vault_count(w.fv, "PREFLIGHT"), 2); /* not remembered */
+        /* upgraded meanwhile (enable-versioning): works without a new store */
+        fake_vault_set_mount_engine(w.fv, "kv", 2);
+        put_ok(w.s, "k2", "v", CT_STORE_CREATE, 1);
+        /* not a kv engine at all */
+        fake_vault_set_mount_engine(w.fv, "transit", 2);
+        world_open(&w);
+        ck_err(ct_store_get(w.s, "k", &v, NULL, &err), CT_E_STORE, &err);
+        ck_msg_has(err, "'transit' secrets engine");
+        fake_vault_set_mount_engine(w.fv, "kv", 2);
+        /* a path inside the mount given as the mount */
+        w.o.mount = "cloudtaser/sub";
+        world_open(&w);
+        ck_err(ct_store_get(w.s, "k", &v, NULL, &err), CT_E_STORE, &err);
+        ck_msg_has(err, "inside the KV mount 'cloudtaser'");
+        /* no such mount: Vault answers 403 to the check, the request tells */
+        w.o.mount = "nomount";
+        world_open(&w);
+        ck_err(ct_store_get(w.s, "k", &v, NULL, &err), CT_E_STORE, &err);
+        ck_msg_has(err, "no KV version 2 engine at 'nomount'");
+        w.o.mount = NULL;
+
+        /* a server without the endpoint: proceed silently, once */
+        fake_vault_set_preflight(w.fv, 404);
+        world_open(&w);
+        fake_vault_reset_counts(w.fv);
+        expect_value(w.s, "k", "v", 1, 1);
+        expect_value(w.s, "k", "v", 1, 1);
+        ck_assert_uint_eq(fake_vault_count(w.fv, "PREFLIGHT"), 1);
+        ck_assert_uint_eq(fake_vault_count(w.fv, "GET"), 2);
+        /* ... and if that server has KV v1 after all, the write's 204 says so */
+        fake_vault_set_mount_engine(w.fv, "kv", 1);
+        ck_err(ct_store_put(w.s, "k3", "v", 1, CT_STORE_CREATE, NULL, &err), CT_E_STORE, &err);
+        ck_msg_has(err, "KV version 1");
+        fake_vault_set_mount_engine(w.fv, "kv", 2);
+        fake_vault_set_preflight(w.fv, 0);
+
+        /* a policy that covers nothing under the mount: 403 to the check, so the
+         * request itself is denied with the usual message */
+        fake_vault_add_token_prefixes(w.fv, "hvs.other", "other", other, 1);
+        w.o.token = "hvs.other";
+        world_open(&w);
+        ck_err(ct_store_get(w.s, "k", &v, NULL, &err), CT_E_DENIED, &err);
+        ck_msg_has(err, "check the token");
+        /* a policy on data/ only passes the check (access somewhere under it) */
+        fake_vault_add_token_prefixes(w.fv, "hvs.data", "data", datap, 1);
+        w.o.token = "hvs.data";
+        world_open(&w);
+        expect_value(w.s, "k", "v", 1, 1);
+        world_stop(&w);
+    }
+}
+END_TEST
+
+/* ---- TLS: a CA directory (VAULT_CAPATH) ---- */
+
+/* A directory holding `pem` under its OpenSSL subject-hash name. */
+static void hashed_dir(char *dir, size_t cap, const char *pem)
+{
+    char cmd[1200], hash[64] = "", link[1200];
+    FILE *p;
+    snprintf(dir, cap, "/tmp/ct-capath-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd, "openssl x509 -hash -noout -in '%s'", pem);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(fgets(hash, sizeof hash, p));
+    ck_assert_int_eq(pclose(p), 0);
+    hash[strcspn(hash, "\r\n")] = '\0';
+    ck_assert_uint_eq(strlen(hash), 8);
+    snprintf(link, sizeof link, "%s/%s.0", dir, hash);
+    ck_assert_int_eq(symlink(pem, link), 0);
+}
+
+static void rm_hashed_dir(const char *dir)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(tls_ca_directory)
+{
+    world w;
+    ct_secret *v = NULL;
+    ct_error err;
+    char good[64], bad[64];
+    world_start(&w, FV_VAULT, NULL);
+    hashed_dir(good, sizeof good, g_ca);
+    hashed_dir(bad, sizeof bad, g_foreign_ca);
+    /* the directory alone (no CA file) verifies the server */
+    w.o.ca_file = NULL;
+    w.o.ca_path = good;
+    world_open(&w);
+    put_ok(w.s, "k", "v", CT_STORE_CREATE, 1);
+    expect_value(w.s, "k", "v", 1, 1);
+    /* a directory without the issuing CA: the certificate error */
+    w.o.ca_path = bad;
+    world_open(&w);
+    ck_err(ct_store_get(w.s, "k", &v, NULL, &err), CT_E_CERT, &err);
+    ck_msg_has(err, "not trusted");
+    ck_msg_has(err, "127.0.0.1");
+    /* through the environment, as the vault CLI reads it */
+    ck_assert_int_eq(setenv("VAULT_CAPATH", good, 1), 0);
+    w.o.ca_path = NULL;
+    ck_ok(ct_vault_options_from_env(&w.o, &err), &err);
+    ck_assert_str_eq(w.o.ca_path, good);
+    world_open(&w);
+    expect_value(w.s, "k", "v", 1, 1);
+    unsetenv("VAULT_CAPATH");
+    rm_hashed_dir(good);
+    rm_hashed_dir(bad);
+    world_stop(&w);
+}
+END_TEST
+
+/* ---- Retry-After as an HTTP date; bodies of unknown length over the limit ---- */
+
+START_TEST(retry_after_http_date)
+{
+    world w;
+    ct_secret *v = NULL;
+    ct_error err;
+    int64_t t0, dt;
+    world_start(&w, FV_OPENBAO, NULL);
+    world_open(&w);
+    put_ok(w.s, "k", "v", CT_STORE_CREATE, 1);
+    /* "Retry-After: <date 2 s ahead>": waited for (1-2 s: the date has whole
+     * seconds), then the read works */
+    fake_vault_fault(w.fv, FV_FAULT_429_DATE, 1, 2, "GET", NULL, NULL);
+    fake_vault_reset_counts(w.fv);
+    t0 = mono_ms();
+    expect_value(w.s, "k", "v", 1, 1);
+    dt = mono_ms() - t0;
+    ck_assert_msg(dt >= 900 && dt < (ct_test_under_valgrind() ? 10000 : 4000), "waited %lld ms",
+                  (long long)dt);
+    ck_assert_uint_eq(fake_vault_count(w.fv, "GET"), 2);
+    /* a date in the past: retried at once (after the backoff) */
+    fake_vault_fault(w.fv, FV_FAULT_429_DATE, 1, -60, "GET", NULL, NULL);
+    fake_vault_reset_counts(w.fv);
+    t0 = mono_ms();
+    expect_value(w.s, "k", "v", 1, 1);
+    ck_assert_int_lt(mono_ms() - t0, ct_test_under_valgrind() ? 5000 : 800);
+    ck_assert_uint_eq(fake_vault_count(w.fv, "GET"), 2);
+    /* a date an hour ahead: beyond what is waited for, no retry */
+    fake_vault_fault(w.fv, FV_FAULT_429_DATE, -1, 3600, NULL, NULL, NULL);
+    fake_vault_reset_counts(w.fv);
+    t0 = mono_ms();
+    ck_err(ct_store_get(w.s, "k", &v, NULL, &err), CT_E_STORE, &err);
+    ck_msg_has(err, "rate");
+    ck_assert_int_lt(mono_ms() - t0, 2000);
+    ck_assert_uint_eq(fake_vault_count(w.fv, NULL), 1);
+    fake_vault_clear_fault(w.fv);
+    world_stop(&w);
+}
+END_TEST
+
+START_TEST(unbounded_body_over_limit)
+{
+    world w;
+    ct_secret *v = NULL;
+    ct_error err;
+    int64_t t0;
+    int i;
+    world_start(&w, FV_VAULT, NULL);
+    w.o.max_response = 64 * 1024;
+    world_open(&w);
+    put_ok(w.s, "k", "v", CT_STORE_CREATE, 1);
+    for (i = 0; i < 2; i++) {
+        fv_fault f = i ? FV_FAULT_STREAM_CLOSE : FV_FAULT_STREAM;
+        /* an endless body without Content-Length: stopped at the limit */
+        fake_vault_fault(w.fv, f, 1, 0, "GET", NULL, NULL);
+        fake_vault_reset_counts(w.fv);
+        t0 = mono_ms();
+        ck_err(ct_store_get(w.s, "k", &v, NULL, &err), CT_E_TOOBIG, &err);
+        ck_assert_int_lt(mono_ms() - t0, ct_test_under_valgrind() ? 15000 : 3000);
+        ck_msg_has(err, "larger than 65536 bytes");
+        ck_assert_ptr_null(v);
+        ck_assert_uint_eq(fake_vault_count(w.fv, "GET"), 1); /* not retried */
+        /* a finite one just over the limit: the same */
+        fake_vault_fault(w.fv, f, 1, 64 * 1024 + 1, "GET", NULL, NULL);
+        ck_err(ct_store_get(w.s, "k", &v, NULL, &err), CT_E_TOOBIG, &err);
+        /* the store is fine afterwards */
+        expect_value(w.s, "k", "v", 1, 1);
+    }
+    world_stop(&w);
+}
+END_TEST
+
 Suite *ct_test_suite(void)
 {
     Suite *s = suite_create("vault");
@@ -1148,6 +1520,8 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, deleted_and_destroyed_versions);
     tcase_add_test(tc, cas_required_mount);
     tcase_add_test(tc, list_walks_only_needed_folders);
+    tcase_add_test(tc, kv_versions_delete_metadata);
+    tcase_add_test(tc, mount_check);
     suite_add_tcase(s, tc);
     tc = tcase_create("faults");
     tcase_set_timeout(tc, 60);
@@ -1161,6 +1535,9 @@ Suite *ct_test_suite(void)
     tcase_add_test(tc, transport_errors);
     tcase_add_test(tc, client_certificates);
     tcase_add_test(tc, namespace_and_health);
+    tcase_add_test(tc, tls_ca_directory);
+    tcase_add_test(tc, retry_after_http_date);
+    tcase_add_test(tc, unbounded_body_over_limit);
     suite_add_tcase(s, tc);
     return s;
 }
