@@ -47,15 +47,26 @@
  * handful of ECC operations each (one beacon connection, one handshake), so
  * the tables never pay back, and every waiting thread of the bridge kept
  * several MB. ctp_ecc_release() drops this thread's entries after each
- * operation, so no table is ever computed or kept (tls_ecc.c routes the
- * handshake's signatures through it too). A no-op in builds with SP math
+ * operation, so no table is ever computed or kept in our worker threads
+ * (tls_ecc.c routes the handshake's signatures through it too). A no-op in builds with SP math
  * (the tuned and lean builds), which have no such cache.
  */
 #if defined(FP_ECC) && !defined(WOLFSSL_HAVE_SP_ECC) && !defined(WOLFSSL_SP_MATH)
 #define CTP_ECC_NO_TABLES 1
+#include <unistd.h>
 static inline void ctp_ecc_release(void)
 {
-    wc_ecc_fp_free();
+    /*
+     * Not on the process's main thread: that is where a command-line tool
+     * makes its batch of operations (ct_register: two keys, two signatures),
+     * and there a table pays back, while dropping the entries after each
+     * operation costs more (glibc trims the main heap, and the next
+     * operation faults the pages in again: register 4 ms -> 21-27 ms).
+     * One thread's tables are a bounded cost; a thread per connection's are
+     * not.
+     */
+    if (gettid() != getpid())
+        wc_ecc_fp_free();
 }
 #else
 static inline void ctp_ecc_release(void)
