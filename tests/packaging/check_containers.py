@@ -34,6 +34,10 @@ CDIR = os.path.join(TOP, "deploy", "containers")
 BASE_PACKAGES = {"libc6", "libgcc-s1"}   # in every Debian base image
 
 
+# The daemons are built against a wolfSSL of their own (the lean flavour):
+# Debian's lacks the P-256 and AES fast paths (docs/PERFORMANCE.md).
+LEAN_TOOLS = ("cloudtaser-beacon", "cloudtaser-bridge", "cloudtaser-operator")
+
 def instructions(path):
     """[(INSTRUCTION, args, comment lines before it)] with continuations joined."""
     out, buf, comments = [], "", []
@@ -188,10 +192,10 @@ def check_file(path, tool, tools_dir, lib, devpk, fails):
             fails.append("%s: cannot find the Debian package of dependency('%s')" % (name, dep))
         elif pkg not in bpk:
             fails.append("%s: the build stage does not install %s (dependency('%s'))" % (name, pkg, dep))
-    if tool == "cloudtaser-beacon":
+    if tool in LEAN_TOOLS:
         m = re.search(r"scripts/build-tuned-wolfssl\.sh\s+(?:--lean\s+)?([^-\s]\S*)", brun)
         if not m:
-            fails.append("%s: the beacon image must build its wolfSSL (scripts/build-tuned-wolfssl.sh [--lean] PREFIX)" % name)
+            fails.append("%s: the image must build its wolfSSL (scripts/build-tuned-wolfssl.sh [--lean] PREFIX)" % name)
         elif "-Dwolfssl_prefix=" + m.group(1) not in brun:
             fails.append("%s: meson setup does not use the tuned wolfSSL prefix %s" % (name, m.group(1)))
         elif not any(w == "COPY" and "--from=build" in a and m.group(1) in a for w, a, _ in final):
