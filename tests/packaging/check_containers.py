@@ -34,9 +34,9 @@ CDIR = os.path.join(TOP, "deploy", "containers")
 BASE_PACKAGES = {"libc6", "libgcc-s1"}   # in every Debian base image
 
 
-# The daemons are built against a wolfSSL of their own (the lean flavour):
+# Every image is built against a wolfSSL of its own (the lean flavour):
 # Debian's lacks the P-256 and AES fast paths (docs/PERFORMANCE.md).
-LEAN_TOOLS = ("cloudtaser-beacon", "cloudtaser-bridge", "cloudtaser-operator")
+LEAN_TOOLS = ("cloudtaser", "cloudtaser-beacon", "cloudtaser-bridge", "cloudtaser-operator")
 
 def instructions(path):
     """[(INSTRUCTION, args, comment lines before it)] with continuations joined."""
