@@ -653,6 +653,7 @@ ct_err ctp_kubeconfig_merge(const ctp_kubeconfig_src *files, size_t nfiles,
 
     /* the context: the first file that sets current-context names it */
     if (!context || !*context) {
+        context = NULL; /* "" (an empty --context) means: the current context */
         for (i = 0; i < nfiles && !context; i++)
             TRY(get_str(roots[i], "current-context", src[i].where, "top level", &context,
                         err));

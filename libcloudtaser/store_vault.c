@@ -375,6 +375,8 @@ static int status_retryable(const ctp_http_response *r, int health)
         return r->retry_after_ms <= MAX_RETRY_AFTER_MS;
     if (r->status < 500 || r->status == 501)
         return 0;
+    if (r->retry_after_ms > MAX_RETRY_AFTER_MS)
+        return 0; /* a 5xx asking for a long pause: report it now, as for 429 */
     if (r->status == 503) {
         ctp_vault_parse_errors(r->body, r->body_len, &e);
         return !e.sealed;
@@ -506,6 +508,21 @@ static ct_err bad_json(const vstore *v, const char *op, ct_err rc, ct_error *err
 
 /* ---- the mount check ---- */
 
+/*
+ * Whether the mount path the server reports is our mount. In a namespace,
+ * Vault reports a mount that lives in a child namespace of the request's
+ * with that child's path in front ("team1/kv" asked in namespace "admin"
+ * answers "admin/team1/kv"): any "<...>/<mount>" then matches.
+ */
+static int mount_path_is(const char *reported, const char *mount, const char *ns)
+{
+    size_t rl = strlen(reported), ml = strlen(mount);
+    if (strcmp(reported, mount) == 0)
+        return 1;
+    return ns && rl > ml && reported[rl - ml - 1] == '/' &&
+           strcmp(reported + rl - ml, mount) == 0;
+}
+
 /* Judges what the server says about the mount: CT_OK for KV version 2. */
 static ct_err judge_mount(const vstore *v, const ctp_vault_mount *m, ct_error *err)
 {
@@ -516,7 +533,7 @@ static ct_err judge_mount(const vstore *v, const ctp_vault_mount *m, ct_error *e
                        "point --vault-mount at a KV v2 mount (vault secrets enable "
                        "-path=<mount> kv-v2)",
                        v->host, v->mount, m->type);
-    if (m->path[0] && strcmp(m->path, v->mount) != 0)
+    if (m->path[0] && !mount_path_is(m->path, v->mount, v->ns))
         return ctp_err(err, CT_E_STORE, 0,
                        "vault at %s: '%s' is not a mount but a path inside the KV mount "
                        "'%.100s': set --vault-mount to the mount itself",

@@ -80,8 +80,9 @@ typedef struct ct_register_options {
  * store has no system/layout record yet, one is written (create-only; a
  * concurrent writer's record is re-checked). The key material records are
  * written create-only next, the `registered` record last; on any failure every record this call wrote is
- * deleted again, so a failed call leaves nothing behind (best effort: if
- * the store also fails the clean-up, err->message says so).
+ * deleted again, so a failed call leaves nothing behind but the store's
+ * system/layout record, which is never deleted (best effort: if the store
+ * also fails the clean-up, err->message says so).
  *
  * Memory: the private keys are exported into ct_secret buffers and the
  * JSON values serialised into ct_secret buffers; jansson's copies of the

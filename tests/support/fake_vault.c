@@ -77,6 +77,7 @@ struct fake_vault {
      * check endpoint: 0 served, else this status (an older server) */
     char mount_type[32];
     int mount_kv_version, preflight_status;
+    char mount_ns_prefix[64];
     /* fault */
     fv_fault fault;
     int fault_count, fault_param;
@@ -896,7 +897,7 @@ static void ui_mount(fake_vault *fv, const fv_token *t, const char *p, answer *a
     json_decref(opts);
     {
         char mp[300];
-        snprintf(mp, sizeof mp, "%s/", m);
+        snprintf(mp, sizeof mp, "%s%s/", fv->last_ns[0] ? fv->mount_ns_prefix : "", m);
         json_object_set_new(d, "path", json_string(mp));
     }
     json_object_set_new(d, "plugin_version", json_string(""));
@@ -1437,6 +1438,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                           fv->fault_body ? fv->fault_body : "1 error occurred:\n\t* internal "
                                                             "error\n\n");
             break;
+        case FV_FAULT_502_RETRY:
+            answer_errors(&a, 502, 1, "bad gateway: the upstream is restarting");
+            a.retry_after = fv->fault_param;
+            break;
         case FV_FAULT_429:
         case FV_FAULT_429_DATE:
             answer_errors(&a, 429, 1,
@@ -1793,6 +1798,13 @@ void fake_vault_set_mount_engine(fake_vault *fv, const char *type, int kv_versio
     pthread_mutex_lock(&fv->mu);
     snprintf(fv->mount_type, sizeof fv->mount_type, "%s", type ? type : "kv");
     fv->mount_kv_version = kv_version == 1 ? 1 : 2;
+    pthread_mutex_unlock(&fv->mu);
+}
+
+void fake_vault_set_mount_ns_prefix(fake_vault *fv, const char *prefix)
+{
+    pthread_mutex_lock(&fv->mu);
+    snprintf(fv->mount_ns_prefix, sizeof fv->mount_ns_prefix, "%s", prefix ? prefix : "");
     pthread_mutex_unlock(&fv->mu);
 }
 

@@ -79,6 +79,10 @@ void fake_vault_set_mount_engine(fake_vault *fv, const char *type, int kv_versio
 /* 0: sys/internal/ui/mounts/<path> is served (default); else it answers
  * this status with "unsupported path", as a server without it. */
 void fake_vault_set_preflight(fake_vault *fv, int status);
+/* A prefix sys/internal/ui/mounts/<path> puts before the mount's path when
+ * the request carries a namespace, as Vault does for a mount of a child
+ * namespace ("admin/team1/"); NULL: none (default). */
+void fake_vault_set_mount_ns_prefix(fake_vault *fv, const char *prefix);
 /* The mount's config cas_required. */
 void fake_vault_set_cas_required(fake_vault *fv, int on);
 
@@ -98,7 +102,8 @@ typedef enum fv_fault {
                            * hears that its write landed) */
     FV_FAULT_429_DATE,    /* 429 with Retry-After as an HTTP date `param` s from now */
     FV_FAULT_STREAM,      /* 200, chunked body of param bytes (<= 0: endless) */
-    FV_FAULT_STREAM_CLOSE /* the same, HTTP/1.0 close-delimited (no Content-Length) */
+    FV_FAULT_STREAM_CLOSE, /* the same, HTTP/1.0 close-delimited (no Content-Length) */
+    FV_FAULT_502_RETRY    /* 502 from a proxy with Retry-After: `param` s */
 } fv_fault;
 
 /*

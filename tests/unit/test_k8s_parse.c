@@ -74,6 +74,10 @@ START_TEST(kc_token)
     ck_assert_int_eq(k.insecure, 0);
     ctp_kubeconfig_clear(&k);
     ck_assert_ptr_null(k.server);
+    /* an empty context name (--context "$UNSET") means the current context */
+    ck_ok(parse(with_user("    token: abc.def-ghi\n"), "", &k, &err), &err);
+    ck_assert_str_eq(k.context, "prod");
+    ctp_kubeconfig_clear(&k);
 }
 END_TEST
 

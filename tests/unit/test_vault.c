@@ -823,6 +823,20 @@ START_TEST(rate_limited_retry_after)
     ck_err(ct_store_get(w.s, "k", &v, NULL, &err), CT_E_STORE, &err);
     ck_assert_int_lt(mono_ms() - t0, 2000);
     ck_assert_uint_eq(fake_vault_count(w.fv, NULL), 1);
+    /* the same for a 5xx of a read: a proxy asking for an hour is reported
+     * at once, one asking for a second is waited for */
+    fake_vault_fault(w.fv, FV_FAULT_502_RETRY, -1, 3600, "GET", NULL, NULL);
+    fake_vault_reset_counts(w.fv);
+    t0 = mono_ms();
+    ck_assert_int_ne(ct_store_get(w.s, "k", &v, NULL, &err), CT_OK);
+    ck_assert_int_lt(mono_ms() - t0, 2000);
+    ck_assert_uint_eq(fake_vault_count(w.fv, "GET"), 1);
+    fake_vault_fault(w.fv, FV_FAULT_502_RETRY, 1, 1, "GET", NULL, NULL);
+    fake_vault_reset_counts(w.fv);
+    t0 = mono_ms();
+    expect_value(w.s, "k", "w", 1, 2);
+    ck_assert_int_ge(mono_ms() - t0, 900);
+    ck_assert_uint_eq(fake_vault_count(w.fv, "GET"), 2);
     world_stop(&w);
 }
 END_TEST
@@ -1331,6 +1345,17 @@ START_TEST(mount_check)
         ck_err(ct_store_get(w.s, "k", &v, NULL, &err), CT_E_STORE, &err);
         ck_msg_has(err, "no KV version 2 engine at 'nomount'");
         w.o.mount = NULL;
+        /* our mount reached through a child namespace: Vault reports it with
+         * the child's path in front, which is still our mount */
+        fake_vault_set_mount_ns_prefix(w.fv, "admin/team1/");
+        w.o.namespace_path = "admin/";
+        world_open(&w);
+        expect_value(w.s, "k", "v", 1, 1);
+        /* without a namespace that prefix would be a different mount */
+        w.o.namespace_path = NULL;
+        world_open(&w);
+        expect_value(w.s, "k", "v", 1, 1); /* no namespace header: no prefix */
+        fake_vault_set_mount_ns_prefix(w.fv, NULL);
 
         /* a server without the endpoint: proceed silently, once */
         fake_vault_set_preflight(w.fv, 404);
