@@ -372,6 +372,10 @@ ct_err ct_embedded_kv_put(ct_ctx *ctx, ct_store *store, const char *mount, const
         return ctp_err(err, CT_E_INVALID, 0, "ct_embedded_kv_put: NULL argument");
     if ((rc = ct_embedded_kv_key(mount, path, key, sizeof key, err)) != CT_OK)
         return rc;
+    /* never write into a store laid out by a newer cloudtaser */
+    if ((rc = ct_store_layout_check(ctx ? ctx : (ct_ctx *)ctp_default_ctx(), store, NULL, err)) !=
+        CT_OK)
+        return rc;
     d = json_loadb(data_json ? data_json : "", len, JSON_REJECT_DUPLICATES, NULL);
     if (!json_is_object(d)) {
         rc = ctp_err(err, CT_E_INVALID, 0, "the secret's data must be a JSON object");

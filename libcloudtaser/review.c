@@ -73,6 +73,8 @@ ct_err ct_review_token(ct_ctx *ctx, ct_store *store, const char *fingerprint, in
         return rc;
     if (!ctx)
         ctx = (ct_ctx *)ctp_default_ctx();
+    if ((rc = ct_store_layout_check(ctx, store, NULL, err)) != CT_OK)
+        return rc; /* a store laid out by a newer cloudtaser */
     reviewer_key(key, sizeof key, fp);
     for (attempt = 0; attempt < 2; attempt++) {
         ct_secret *v = NULL;

@@ -376,6 +376,8 @@ ct_err ct_review_configure_vault_jwt(ct_ctx *ctx, ct_store *store, const ct_vaul
         snprintf(m, sizeof m, "jwt-%.8s", fp);
     if (!mount_ok(m))
         return ctp_err(err, CT_E_INVALID, 0, "\"%.100s\" is not a valid auth mount path", m);
+    if ((rc = ct_store_layout_check(ctx, store, NULL, err)) != CT_OK)
+        return rc; /* a store laid out by a newer cloudtaser */
     if ((rc = read_pinned(store, fp, &jwks, issuer, err)) != CT_OK)
         return rc;
     if ((rc = vconn_open(ctx, vo, &v, err)) != CT_OK) {

@@ -173,7 +173,9 @@ CT_API ct_err ct_embedded_kv_key(const char *mount, const char *path, char *key,
  * unconditionally. *version (may be NULL) gets the new version. The
  * serialised record is wiped after the write.
  * Errors: CT_E_INVALID (bad mount/path, not a JSON object), CT_E_TOOBIG,
- * the store's.
+ * CT_E_VERSION / CT_E_STORE (the store's system/layout is newer than this
+ * library or corrupt: ct_store_layout_check; nothing is written), the
+ * store's.
  */
 CT_API ct_err ct_embedded_kv_put(ct_ctx *ctx, ct_store *store, const char *mount,
                                  const char *path, const char *data_json, size_t len,

@@ -101,7 +101,9 @@ typedef struct ct_review_server ct_review_server;
  * it (create-only) if `create` and it does not exist. *token: a secret of
  * CT_REVIEW_TOKEN_LEN bytes (free with ct_secret_free).
  * Errors: CT_E_INVALID (fingerprint), CT_E_NOTFOUND (none and !create),
- * CT_E_STORE (a malformed record), the store's errors, CT_E_NOMEM.
+ * CT_E_STORE (a malformed record), CT_E_VERSION / CT_E_STORE (the store's
+ * system/layout is newer than this library or corrupt: ct_store_layout_check;
+ * nothing is read or written then), the store's errors, CT_E_NOMEM.
  */
 CT_API ct_err ct_review_token(ct_ctx *ctx, ct_store *store, const char *fingerprint, int create,
                               ct_secret **token, ct_error *err);
@@ -189,8 +191,10 @@ CT_API ct_err ct_review_configure_vault(ct_ctx *ctx, const ct_vault_options *vau
  *   path "auth/jwt-*"     { capabilities = ["create", "update"] }
  * (the first only with `enable`).
  * Errors: CT_E_INVALID, CT_E_STATE (the cluster has not bootstrapped, or
- * pinned no keys), CT_E_DENIED (403), CT_E_PROTO, the HTTP client's and the
- * store's errors. The Vault token is wiped from every buffer this call makes.
+ * pinned no keys), CT_E_DENIED (403), CT_E_PROTO, CT_E_VERSION / CT_E_STORE
+ * (the store's system/layout is newer or corrupt: ct_store_layout_check,
+ * checked before Vault is contacted), the HTTP client's and the store's
+ * errors. The Vault token is wiped from every buffer this call makes.
  */
 CT_API ct_err ct_review_configure_vault_jwt(ct_ctx *ctx, ct_store *store,
                                             const ct_vault_options *vault, const char *mount,

@@ -881,6 +881,19 @@ START_TEST(kv_helpers)
     ck_assert_str_eq((const char *)ct_secret_data(s), "{\"a\":\"z\",\"b\":1}");
     ct_secret_free(s);
     ck_err(ct_embedded_kv_get(f.store, "secret", "y", &s, NULL, &err), CT_E_NOTFOUND, &err);
+    /* a store laid out by a newer cloudtaser: nothing is written into it */
+    {
+        static const char newer[] = "{\"created_at\":1,\"layout\":2,\"v\":1}";
+        ck_ok(ct_store_put(f.store, "system/layout", newer, strlen(newer), CT_STORE_CREATE, NULL,
+                           &err), &err);
+        ck_err(ct_embedded_kv_put(f.ctx, f.store, "secret", "x", "{}", 2, NULL, &err),
+               CT_E_VERSION, &err);
+        ck_assert_ptr_nonnull(strstr(err.message, "newer"));
+        ck_ok(ct_embedded_kv_get(f.store, "secret", "x", &s, &ver, &err), &err);
+        ck_assert_uint_eq(ver, 1); /* untouched */
+        ct_secret_free(s);
+        ck_ok(ct_store_del(f.store, "system/layout", &err), &err);
+    }
     /* a record that is not a KV secret */
     ck_ok(ct_store_put(f.store, "kv/secret/raw", "hello", 5, CT_STORE_ANY, NULL, &err), &err);
     ck_err(ct_embedded_kv_get(f.store, "secret", "raw", &s, NULL, &err), CT_E_STORE, &err);

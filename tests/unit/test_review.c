@@ -486,6 +486,18 @@ START_TEST(options_and_agent_requests)
     ck_err(ct_review_token(g_ctx, g_store, "11111111-2222-4333-8444-555555555555", 0, &t, &err),
            CT_E_NOTFOUND, &err);
     ck_assert_ptr_null(t);
+    /* a store laid out by a newer cloudtaser: no reviewer token is made in it */
+    {
+        static const char newer[] = "{\"created_at\":1,\"layout\":2,\"v\":1}";
+        ck_ok(ct_store_put(g_store, "system/layout", newer, strlen(newer), CT_STORE_ANY, NULL,
+                           &err), &err);
+        ck_err(ct_review_token(g_ctx, g_store, "11111111-2222-4333-8444-555555555555", 1, &t,
+                               &err), CT_E_VERSION, &err);
+        ck_assert_ptr_null(t);
+        ck_ok(ct_store_del(g_store, "system/layout", &err), &err);
+        ck_err(ct_review_token(g_ctx, g_store, "11111111-2222-4333-8444-555555555555", 0, &t,
+                               &err), CT_E_NOTFOUND, &err);
+    }
     /* the operator's handler refuses malformed requests */
     r = "{\"op\":\"k8s.tokenreview\"}";
     ck_err(ct_review_agent_handle(g_agent, FP, NULL, 0, (const uint8_t *)r, strlen(r), &resp,
