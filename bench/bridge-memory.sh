@@ -17,49 +17,32 @@ while [ $# -gt 0 ]; do
 done
 top=$(cd "$(dirname "$0")/.." && pwd)
 fixtures=$top/tests/fixtures
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-wait_for() {
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -Eq -- "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bridge-memory.sh: no '$2' in $1" >&2; cat "$1" >&2; exit 1
-}
-cp "$fixtures/tls/server-key.pem" "$tmp/k.pem"; chmod 600 "$tmp/k.pem"
-"$build/tools/cloudtaser-beacon" --cert "$fixtures/tls/server.pem" --key "$tmp/k.pem" \
-  --listen 127.0.0.1:0 --log-level error > "$tmp/beacon.out" 2>&1 &
-pids+=($!)
-wait_for "$tmp/beacon.out" '^listening ' 15
-B=(--beacon "$(sed -n 's/^listening //p' "$tmp/beacon.out")" --beacon-ca "$fixtures/tls/ca.pem")
-unset VAULT_ADDR VAULT_TOKEN VAULT_CACERT VAULT_NAMESPACE
+# the end-to-end scripts' helpers: $tmp, pids + cleanup on exit, wait_for,
+# start_beacon (the fixture certificate on 127.0.0.1)
+. "$top/tests/integration/lib.sh"
+start_beacon
+B=(--beacon "$addr" --beacon-ca "$fixtures/tls/ca.pem")
 
 # measure STORE: start a bridge on it, let its waiters settle, print "rss_kb threads"
 measure() {
-  CLOUDTASER_STORE=$1 "$build/tools/cloudtaser-bridge" "${B[@]}" --scan-interval 300 \
+  CLOUDTASER_STORE=$1 "$BRIDGE" "${B[@]}" --scan-interval 300 \
     -o json > "$tmp/bridge.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
   sleep "$settle"
-  kill -0 "$pid" || { cat "$tmp/bridge.log" >&2; exit 1; }
+  kill -0 "$pid" || { cat "$tmp/bridge.log" >&2; return; }
   echo "$(awk '/^VmRSS/{print $2}' /proc/$pid/status) $(awk '/^Threads/{print $2}' /proc/$pid/status)"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
-CLOUDTASER_STORE=$tmp/empty.db "$build/tools/cloudtaser" source list > /dev/null
+CLOUDTASER_STORE=$tmp/empty.db "$CT" source list > /dev/null
 read -r rss0 thr0 < <(measure "$tmp/empty.db")
+[ -n "$rss0" ] || fail "the bridge on an empty store did not stay up"
 for ((i = 0; i < n; i++)); do
-  CLOUDTASER_STORE=$tmp/store.db "$build/tools/cloudtaser" source register \
+  CLOUDTASER_STORE=$tmp/store.db "$CT" source register \
     --fingerprint "$(cat /proc/sys/kernel/random/uuid)" > /dev/null
 done
 read -r rss thr < <(measure "$tmp/store.db")
+[ -n "$rss" ] || fail "the bridge with $n clusters did not stay up"
 echo "bridge, no cluster (baseline): RSS $rss0 KiB, $thr0 threads"
 echo "bridge, $n clusters waiting:    RSS $rss KiB, $thr threads"
 awk -v a="$rss0" -v b="$rss" -v n="$n" 'BEGIN { printf "per cluster: %.0f KiB (%.1fx the baseline over %d clusters)\n", (b - a) / n, b / a, n }'
